@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from apps.users.models import LoginAttempt, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = [
+        "username",
+        "email",
+        "display_name",
+        "is_active",
+        "is_staff",
+        "date_joined",
+        "last_login",
+        "failed_logins_24h",
+    ]
+    list_filter = ["is_active", "is_staff", "is_superuser", "groups", "language", "date_joined"]
+    search_fields = ["username", "email", "display_name"]
+    readonly_fields = ["last_login", "date_joined"]
+    ordering = ["-date_joined"]
+    fieldsets = [
+        *DjangoUserAdmin.fieldsets,
+        (_("Profile"), {"fields": ["display_name", "avatar", "language", "time_zone"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        since = timezone.now() - timedelta(hours=24)
+        failed = (
+            LoginAttempt.objects.failed()
+            .filter(user=OuterRef("pk"), created_at__gte=since)
+            .order_by()
+            .values("user")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(failed_logins_24h=Coalesce(Subquery(failed, output_field=IntegerField()), 0))
+        )
+
+    @admin.display(description=_("failed logins (24 h)"), ordering="failed_logins_24h")
+    def failed_logins_24h(self, user: User) -> int:
+        return user.failed_logins_24h
+
+
+@admin.register(LoginAttempt)
+class LoginAttemptAdmin(admin.ModelAdmin):
+    """Read-only: the audit trail of sign-in attempts."""
+
+    list_display = ["created_at", "identifier", "user", "outcome", "source", "ip_address", "short_user_agent"]
+    list_filter = ["outcome", "source", "created_at"]
+    search_fields = ["identifier", "ip_address", "user__username", "user__email"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = [field.name for field in LoginAttempt._meta.fields]
+
+    @admin.display(description=_("user agent"))
+    def short_user_agent(self, attempt: LoginAttempt) -> str:
+        agent = attempt.user_agent
+        return agent if len(agent) <= 60 else f"{agent[:57]}…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LoginAttempt | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LoginAttempt | None = None) -> bool:
+        return False

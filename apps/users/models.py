@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePath
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from apps.users.managers import LoginAttemptQuerySet, UserManager
+from apps.users.validators import validate_avatar, validate_time_zone
+
+
+def avatar_upload_to(instance: User, filename: str) -> str:
+    # A random name: no collisions, and nothing of the uploader's file name is kept.
+    suffix = PurePath(filename).suffix.lower()[:8]
+    return f"avatars/{uuid.uuid4().hex}{suffix}"
+
+
+class User(AbstractUser):
+    """A person who signs in: an end user, an operator (is_staff), or both."""
+
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        SIMPLIFIED_CHINESE = "zh-hans", "简体中文"
+
+    display_name = models.CharField(_("display name"), max_length=150, blank=True)
+    avatar = models.ImageField(_("avatar"), upload_to=avatar_upload_to, blank=True, validators=[validate_avatar])
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=Language.choices,
+        blank=True,
+        help_text=_("Leave empty to follow the browser."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_("Leave empty to use the platform's time zone."),
+    )
+
+    objects = UserManager()
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def get_display_name(self) -> str:
+        return self.display_name or self.username
+
+
+class LoginAttempt(models.Model):
+    """One try to sign in, on the site or the admin: an insert-only audit row."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        RATE_LIMITED = "rate_limited", _("Rate limited")
+
+    class Source(models.TextChoices):
+        SITE = "site", _("Site")
+        ADMIN = "admin", _("Admin")
+
+    user = models.ForeignKey(
+        User,
+        verbose_name=_("user"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="login_attempts",
+        help_text=_("The account the login name belongs to, when there is one."),
+    )
+    identifier = models.CharField(_("login name"), max_length=254, help_text=_("What was typed as username or email."))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    source = models.CharField(_("source"), max_length=8, choices=Source.choices, default=Source.SITE)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+
+    objects = LoginAttemptQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("login attempt")
+        verbose_name_plural = _("login attempts")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="loginattempt_user_time"),
+            models.Index(fields=["ip_address", "-created_at"], name="loginattempt_ip_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M:%S}"

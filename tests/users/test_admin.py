@@ -1,0 +1,77 @@
+"""The operators' console: users searchable and filterable, login records read-only."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.users.models import LoginAttempt
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    user = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+def test_the_admin_is_branded(client, operator):
+    assert "Switchboard operations" in client.get("/admin/").content.decode()
+
+
+def test_users_are_searchable_by_email_and_filterable(client, operator):
+    UserFactory(username="alice", display_name="Alice Liddell")
+    UserFactory(username="bob")
+    page = client.get("/admin/users/user/", {"q": "alice@example"}).content.decode()
+    assert "alice" in page
+    assert ">bob<" not in page
+    page = client.get("/admin/users/user/", {"is_staff__exact": "1"}).content.decode()
+    assert ">root<" in page
+    assert "alice" not in page
+
+
+def test_the_user_list_shows_failed_logins_of_the_last_day(client, operator):
+    target = UserFactory(username="target")
+    LoginAttempt.objects.bulk_create(
+        [LoginAttempt(user=target, identifier="target", outcome="failed") for _ in range(3)]
+        + [LoginAttempt(user=target, identifier="target", outcome="succeeded")]
+    )
+    response = client.get("/admin/users/user/", {"q": "target"})
+    assert response.context["cl"].result_list[0].failed_logins_24h == 3
+
+
+@pytest.mark.parametrize("path", ["/admin/users/user/", "/admin/users/loginattempt/"])
+def test_the_changelists_use_a_fixed_number_of_queries(client, operator, path):
+    def count_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(path).status_code == 200
+        return len(queries)
+
+    UserFactory(username="one")
+    LoginAttempt.objects.create(user=operator, identifier="root", outcome="failed")
+    baseline = count_queries()
+    for n in range(10):
+        user = UserFactory(username=f"more{n}")
+        LoginAttempt.objects.create(user=user, identifier=user.username, outcome="failed")
+    assert count_queries() == baseline
+
+
+def test_login_records_are_read_only(client, operator):
+    attempt = LoginAttempt.objects.create(identifier="x", outcome="failed", ip_address="203.0.113.9")
+    assert client.get("/admin/users/loginattempt/add/").status_code == 403
+    response = client.post(f"/admin/users/loginattempt/{attempt.pk}/change/", {"identifier": "changed"})
+    assert response.status_code == 403
+    assert client.post(f"/admin/users/loginattempt/{attempt.pk}/delete/", {"post": "yes"}).status_code == 403
+    attempt.refresh_from_db()
+    assert attempt.identifier == "x"
+    page = client.get("/admin/users/loginattempt/", {"q": "203.0.113.9"}).content.decode()
+    assert "203.0.113.9" in page
+
+
+def test_the_admin_speaks_simplified_chinese(client, operator):
+    page = client.get("/admin/", headers={"Accept-Language": "zh-hans"}).content.decode()
+    assert "Switchboard 运营后台" in page
