@@ -39,8 +39,9 @@ def start() -> bool:
         broker.emit_after("process_boot")
         _worker = dramatiq.Worker(broker, worker_threads=settings.EMBEDDED_WORKER_THREADS, worker_timeout=250)
         _worker.start()
-        _scheduler_thread = threading.Thread(target=_run_scheduler, name="embedded-scheduler", daemon=True)
-        _scheduler_thread.start()
+        if _scheduler_thread is None or not _scheduler_thread.is_alive():
+            _scheduler_thread = threading.Thread(target=_run_scheduler, name="embedded-scheduler", daemon=True)
+            _scheduler_thread.start()
         atexit.register(stop)
     logger.info("embedded worker started with %d threads", settings.EMBEDDED_WORKER_THREADS)
     return True
@@ -53,16 +54,14 @@ def _run_scheduler() -> None:
 
 
 def stop() -> None:
-    global _worker, _scheduler_thread
+    """Stop the worker threads. The scheduler thread (a daemon) lives on until the process ends:
+    APScheduler's shutdown drops its jobs, which dramatiq-crontab registers once, at import."""
+    global _worker
     with _lock:
         if _worker is None:
             return
-        from dramatiq_crontab import scheduler
-
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
         _worker.stop(timeout=5000)
-        _worker, _scheduler_thread = None, None
+        _worker = None
 
 
 def is_running() -> bool:

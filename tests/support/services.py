@@ -47,20 +47,21 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def require_redis() -> str:
-    url = os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+def _require(name: str, variable: str, default_url: str, default_port: int) -> str:
+    url = os.environ.get(variable, default_url)
     parts = urlsplit(url)
-    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
-        missing_service("Redis", url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    if not _reachable(host, port):
+        missing_service(name, f"{host}:{port} from {variable}")
     return url
+
+
+def require_redis() -> str:
+    return _require("Redis", "TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL, 6379)
 
 
 def require_rabbitmq() -> str:
-    url = os.environ.get("TEST_RABBITMQ_URL", DEFAULT_TEST_RABBITMQ_URL)
-    parts = urlsplit(url)
-    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 5672):
-        missing_service("RabbitMQ", url)
-    return url
+    return _require("RabbitMQ", "TEST_RABBITMQ_URL", DEFAULT_TEST_RABBITMQ_URL, 5672)
 
 
 def free_port() -> int:

@@ -1,0 +1,63 @@
+"""A real headless Chromium for the browser tests, driven through Playwright's async API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.support.services import BASE_DIR, ServerProcess, missing_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = BASE_DIR / "var" / "screenshots"
+# Generous for a cold server on a busy CI machine; a healthy page takes well under a second.
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        missing_service("Chromium", f"{CHROMIUM} not installed")
+    # Chromium writes into $HOME even with a temporary profile.
+    home = tmp_path / "browser-home"
+    home.mkdir()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            env={**os.environ, "HOME": str(home)},
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, server: ServerProcess) -> AsyncIterator[Page]:
+    """A fresh tab (its own cookies) whose relative URLs go to the server process."""
+    context: BrowserContext = await browser.new_context(base_url=server.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    """Where screenshots go; CI keeps them as artifacts."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
