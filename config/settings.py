@@ -305,6 +305,26 @@ for _provider in ("github", "google"):
         SOCIALACCOUNT_PROVIDERS[_provider] = {"APPS": [{"client_id": _client_id, "secret": _secret}]}
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 
+# =============================================================================
+# Credentials and execution
+# =============================================================================
+# Fernet keys (comma-separated, newest first) that encrypt credential secrets at
+# rest; older keys still decrypt, so keys rotate with `manage.py rotate_credential_keys`.
+CREDENTIAL_KEYS = env.list("CREDENTIAL_KEYS", default=[])
+if PRODUCTION and not CREDENTIAL_KEYS:
+    raise ImproperlyConfigured(
+        "CREDENTIAL_KEYS must be set when DJANGO_ENV=production "
+        '(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())").'
+    )
+# Seconds a run may take in all, unless its plan says less.
+EXECUTION_TIME_BUDGET_SECONDS = env.int("EXECUTION_TIME_BUDGET_SECONDS", default=3600)
+# A running worker renews its lease this often; the reaper requeues runs whose lease is this old.
+EXECUTION_LEASE_SECONDS = env.int("EXECUTION_LEASE_SECONDS", default=30)
+# A run whose worker died this many times is failed instead of requeued again.
+EXECUTION_MAX_DELIVERIES = env.int("EXECUTION_MAX_DELIVERIES", default=3)
+# How often a running worker looks for a cancel request (seconds).
+EXECUTION_CANCEL_POLL_SECONDS = env.float("EXECUTION_CANCEL_POLL_SECONDS", default=0.5)
+
 # Avatars: the largest upload accepted, and the formats Pillow must recognise.
 AVATAR_MAX_BYTES = env.int("AVATAR_MAX_BYTES", default=2 * 1024 * 1024)
 AVATAR_MAX_PIXELS = 4096

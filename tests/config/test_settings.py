@@ -18,6 +18,7 @@ PRODUCTION = {
     "REDIS_URL": "redis://cache.internal:6379/0",
     "SECURE_PROXY_SSL_HEADER": "true",
     "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+    "CREDENTIAL_KEYS": "j4_XfscxeLXRbxcbKoNy4EVSLrEmfcE96cwzPfhxJbA=",
 }
 
 SNAPSHOT = """
@@ -100,7 +101,7 @@ def test_a_malformed_variable_stops_start_up_naming_it(variable, value):
     assert "hunter2secret" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CREDENTIAL_KEYS"])
 def test_production_refuses_to_start_without_a_required_variable(missing):
     env = {key: value for key, value in PRODUCTION.items() if key != missing}
     result = run(["manage.py", "check"], env)

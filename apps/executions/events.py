@@ -1,0 +1,109 @@
+"""
+Execution events: insert-only rows with a per-run `seq`, one small function per kind.
+
+Each is written inside the caller's transaction and broadcast to the run's channel group
+after that transaction commits, so a live client never sees an event the database lacks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from apps.executions import broadcast
+from apps.executions.models import Execution, ExecutionEvent
+
+MAX_VALUE_CHARS = 4_000
+TRUNCATED = "…[truncated]"
+
+
+def truncate(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
+    """Large values shortened with a marker; the full value stays on the NodeExecution."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if len(text) <= limit:
+        return value
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+class LeaseLost(Exception):
+    """The worker writing this event no longer holds the run's lease (it was reaped and resumed elsewhere)."""
+
+
+def _append(
+    execution: Execution, type_: str, payload: dict, node_id: str = "", lease: str | None = None
+) -> ExecutionEvent:
+    # The UPDATE takes the run's row lock until commit: concurrent writers get consecutive
+    # seqs. For a worker's events it is also the lease check: a reaped worker writes nothing.
+    rows = Execution.objects.filter(pk=execution.pk)
+    if lease is not None:
+        rows = rows.filter(lease_owner=lease)
+    if not rows.update(last_event_seq=F("last_event_seq") + 1):
+        raise LeaseLost(f"run {execution.pk} is no longer leased to {lease}")
+    seq = Execution.objects.filter(pk=execution.pk).values_list("last_event_seq", flat=True).get()
+    event = ExecutionEvent.objects.create(
+        execution_id=execution.pk, seq=seq, type=type_, node_id=node_id, payload=payload
+    )
+    workflow_id = execution.workflow_id
+    transaction.on_commit(lambda: broadcast.event_committed(event, workflow_id=workflow_id))
+    return event
+
+
+def execution_status(execution: Execution, *, status: str, error: dict | None = None, **extra: Any) -> ExecutionEvent:
+    payload = {"status": status, **extra}
+    if error:
+        payload["error"] = error
+    return _append(execution, "execution.status", payload)
+
+
+def node_started(
+    execution: Execution, *, node_id: str, node_type: str, attempt: int, inputs: dict, lease: str
+) -> ExecutionEvent:
+    payload = {"node_type": node_type, "attempt": attempt, "inputs": truncate(inputs)}
+    return _append(execution, "node.started", payload, node_id, lease)
+
+
+def node_completed(
+    execution: Execution,
+    *,
+    node_id: str,
+    node_type: str,
+    attempt: int,
+    outputs: dict,
+    duration_ms: int,
+    usage: dict,
+    lease: str,
+) -> ExecutionEvent:
+    payload = {
+        "node_type": node_type,
+        "attempt": attempt,
+        "outputs": truncate(outputs),
+        "duration_ms": duration_ms,
+        "usage": usage,
+    }
+    return _append(execution, "node.completed", payload, node_id, lease)
+
+
+def node_failed(
+    execution: Execution,
+    *,
+    node_id: str,
+    node_type: str,
+    attempt: int,
+    status: str,
+    error: dict,
+    duration_ms: int,
+    lease: str,
+) -> ExecutionEvent:
+    payload = {"node_type": node_type, "attempt": attempt, "status": status, "error": error, "duration_ms": duration_ms}
+    return _append(execution, "node.failed", payload, node_id, lease)
+
+
+def node_skipped(execution: Execution, *, node_id: str, node_type: str, lease: str) -> ExecutionEvent:
+    return _append(execution, "node.skipped", {"node_type": node_type}, node_id, lease)
+
+
+def node_log(execution: Execution, *, node_id: str, message: str, data: dict, lease: str) -> ExecutionEvent:
+    return _append(execution, "node.log", {"message": message[:2000], "data": truncate(data)}, node_id, lease)
