@@ -25,3 +25,25 @@ class UserFactory(factory.django.DjangoModelFactory):
             EmailAddress.objects.create(user=self, email=self.email, primary=True, verified=True)
         if create:
             self.save()
+
+
+def graph(nodes: list[tuple], edges: list[tuple]) -> dict:
+    """A graph from (id, type, config) and (source, output, target, input) tuples."""
+    return {
+        "nodes": [{"id": i, "type": t, "config": c, "position": {"x": 0, "y": 0}} for i, t, c in nodes],
+        "edges": [{"source": s, "source_output": so, "target": t, "target_input": ti} for s, so, t, ti in edges],
+    }
+
+
+def published(owner: User, nodes: list[tuple], edges: list[tuple], name: str = "flow"):
+    """A workflow whose draft is `graph(nodes, edges)`, published as version 1."""
+    from apps.workflows.models import Workflow
+    from apps.workflows.services import workflow_publish
+
+    workflow = Workflow.objects.create(owner=owner, name=name, graph=graph(nodes, edges))
+    return workflow_publish(workflow=workflow, actor=owner)
+
+
+def scripted(*replies, **parameters) -> dict:
+    """Config of an llm node on the scripted provider."""
+    return {"provider": "scripted", "model": "scripted-1", "parameters": {"replies": list(replies), **parameters}}

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from apps.agents import egress
-from apps.workflows import expressions  # TODO move
+from apps.agents import egress, expressions
 
 HTTP_GET_MAX_BYTES = 200_000
 HTTP_GET_MAX_CHARS = 20_000

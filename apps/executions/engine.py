@@ -15,6 +15,7 @@ the worker thread that called `run_execution` and so reuse its database connecti
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -75,24 +76,25 @@ def node_key(node_id: str) -> str:
     return f"n_{node_id}"
 
 
-_compiled: OrderedDict[int, tuple[Plan, Any]] = OrderedDict()
+_compiled: OrderedDict[str, tuple[Plan, Any]] = OrderedDict()
 
 
-def compiled_graph(version_id: int, graph: dict) -> tuple[Plan, Any]:
-    """Plan and compiled LangGraph of a published version (immutable, so cached per process)."""
-    if version_id in _compiled:
-        _compiled.move_to_end(version_id)
-        return _compiled[version_id]
+def compiled_graph(graph: dict) -> tuple[Plan, Any]:
+    """Plan and compiled LangGraph of a published graph, cached per process by its content."""
+    key = hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
     plan = plan_for(graph)
     builder = StateGraph(RunState)
     builder.add_node(BEGIN, _begin)
     builder.add_edge(START, BEGIN)
     for node_id in plan.nodes:
         builder.add_node(node_key(node_id), _step_for(node_id))
-    _compiled[version_id] = (plan, builder.compile())
+    _compiled[key] = (plan, builder.compile())
     while len(_compiled) > MAX_CACHED_GRAPHS:
         _compiled.popitem(last=False)
-    return _compiled[version_id]
+    return _compiled[key]
 
 
 async def _begin(state: RunState, config: RunnableConfig) -> Command:
@@ -127,7 +129,7 @@ class Runner:
         self.execution = execution
         self.worker_id = worker_id
         self.ancestors = ancestors
-        self.plan, self.graph = compiled_graph(execution.version_id, execution.version.graph)
+        self.plan, self.graph = compiled_graph(execution.version.graph)
         self.secrets: list[str] = []
         self.stop_reason: str | None = None
         self.step_offset = 0

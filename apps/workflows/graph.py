@@ -172,7 +172,9 @@ def _check_node(node: dict, nodes: dict, pins: dict, resolver: Resolver) -> list
         problems += [
             GraphProblem(message, node_id, f"config.{key}") for key, message in node_type.check(config, resolver)
         ]
-    pins[node_id] = node_type.pins_for(config, resolver)
+    if not problems:
+        # Pins of a misconfigured node are guesses; its edges are checked once its config is right.
+        pins[node_id] = node_type.pins_for(config, resolver)
     return problems
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
-from langgraph.errors import GraphRecursionError
-
 from apps.workflows import templating
 from apps.workflows.nodes.base import NodeContext, NodeError, NodeResult, NodeType, object_schema, register
 
@@ -30,6 +26,12 @@ def check(config: dict, resolver) -> list[tuple[str, str]]:
 
 
 async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
+    # Imported here: LangChain's agent stack costs most of a second to import, which every
+    # web process and management command would otherwise pay at start-up.
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+    from langgraph.errors import GraphRecursionError
+
     runtime = await context.agent(config["agent"])
     try:
         prompt = templating.render(config["prompt"], inputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.workflows import expressions
+from apps.agents import expressions
 from apps.workflows.nodes.base import NodeContext, NodeError, NodeResult, NodeType, object_schema, register
 
 

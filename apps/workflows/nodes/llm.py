@@ -6,7 +6,6 @@ import contextlib
 from typing import Any
 
 import jsonschema
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from apps.workflows import templating
 from apps.workflows.nodes.base import NodeContext, NodeError, NodeResult, NodeType, object_schema, register
@@ -62,9 +61,11 @@ def check(config: dict, resolver) -> list[tuple[str, str]]:
     return problems
 
 
-def render_messages(config: dict, inputs: dict) -> list[BaseMessage]:
+def render_messages(config: dict, inputs: dict) -> list:
+    from langchain_core.messages import HumanMessage, SystemMessage  # heavy: see agent.run
+
     try:
-        messages: list[BaseMessage] = []
+        messages: list = []
         if config.get("system_prompt"):
             messages.append(SystemMessage(templating.render(config["system_prompt"], inputs)))
         messages.append(HumanMessage(templating.render(config.get("prompt") or "", inputs)))
@@ -102,7 +103,7 @@ async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
     return NodeResult(outputs={"text": text}, usage=usage_of(reply, config))
 
 
-async def run_structured(model: Any, messages: list[BaseMessage], config: dict) -> NodeResult:
+async def run_structured(model: Any, messages: list, config: dict) -> NodeResult:
     schema = config["output_schema"]
     result = await model.with_structured_output(schema, include_raw=True).ainvoke(messages)
     raw, data = (

@@ -1,0 +1,132 @@
+"""Branching, joins, parallel branches and bounded loops, run by the real engine."""
+
+from __future__ import annotations
+
+from apps.executions.models import Execution
+from tests.executions.conftest import node_statuses
+from tests.factories import published
+
+TEXT_INPUT = ("text", "input", {"name": "text"})
+NUMBER_INPUT = ("n", "input", {"name": "n", "schema": {"type": "integer"}})
+
+
+def branching(owner):
+    return published(
+        owner,
+        [
+            NUMBER_INPUT,
+            ("check", "condition", {"expression": "n > 10"}),
+            ("big", "template", {"template": "big {{ n }}"}),
+            ("small", "template", {"template": "small {{ n }}"}),
+            ("after_small", "template", {"template": "after {{ t }}"}),
+            ("answer", "output", {"name": "answer"}),
+        ],
+        [
+            ("n", "value", "check", "n"),
+            ("n", "value", "check", "value"),
+            ("check", "true", "big", "n"),
+            ("check", "false", "small", "n"),
+            ("small", "text", "after_small", "t"),
+            ("big", "text", "answer", "value"),
+            ("after_small", "text", "answer", "value"),
+        ],
+    )
+
+
+def test_a_condition_takes_one_branch_and_skips_the_other_with_its_descendants(owner, run):
+    execution = run(branching(owner), {"n": 42})
+    assert execution.status == Execution.Status.SUCCEEDED
+    assert execution.outputs == {"answer": "big 42"}
+    statuses = node_statuses(execution)
+    assert statuses["small"] == ["skipped"]
+    assert statuses["after_small"] == ["skipped"]
+    assert statuses["answer"] == ["succeeded"]
+
+
+def test_the_other_branch_joins_the_same_output(owner, run):
+    execution = run(branching(owner), {"n": 3})
+    assert execution.outputs == {"answer": "after small 3"}
+    assert node_statuses(execution)["big"] == ["skipped"]
+
+
+def test_a_join_waits_for_both_parallel_branches(owner, run):
+    version = published(
+        owner,
+        [
+            TEXT_INPUT,
+            ("fast", "template", {"template": "fast:{{ t }}"}),
+            ("slow1", "template", {"template": "s1:{{ t }}"}),
+            ("slow2", "template", {"template": "s2:{{ t }}"}),
+            ("join", "template", {"template": "{{ a }}+{{ b }}"}),
+            ("out", "output", {"name": "joined"}),
+        ],
+        [
+            ("text", "value", "fast", "t"),
+            ("text", "value", "slow1", "t"),
+            ("slow1", "text", "slow2", "t"),
+            ("fast", "text", "join", "a"),
+            ("slow2", "text", "join", "b"),
+            ("join", "text", "out", "value"),
+        ],
+    )
+    execution = run(version, {"text": "x"})
+    assert execution.outputs == {"joined": "fast:x+s2:s1:x"}
+    assert node_statuses(execution)["join"] == ["succeeded"]  # once, not once per branch
+    steps = {r.node_id: r.step for r in execution.node_executions.all()}
+    assert steps["fast"] == steps["slow1"]  # the two branches ran in the same superstep
+
+
+def test_a_bounded_loop_runs_until_its_condition_holds(owner, run):
+    version = published(
+        owner,
+        [
+            NUMBER_INPUT,
+            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 10}),
+            ("done", "condition", {"expression": "int(n) >= 5"}),
+            ("out", "output", {"name": "final"}),
+        ],
+        [
+            ("n", "value", "inc", "n"),
+            ("inc", "text", "done", "n"),
+            ("inc", "text", "done", "value"),
+            ("done", "false", "inc", "n"),
+            ("done", "true", "out", "value"),
+        ],
+    )
+    execution = run(version, {"n": 1})
+    assert execution.status == Execution.Status.SUCCEEDED, execution.error_message
+    assert execution.outputs == {"final": "5"}
+    assert node_statuses(execution)["inc"] == ["succeeded"] * 4
+
+
+def test_a_loop_past_its_limit_fails_naming_the_node(owner, run):
+    version = published(
+        owner,
+        [
+            NUMBER_INPUT,
+            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 3}),
+            ("done", "condition", {"expression": "int(n) >= 100"}),
+            ("out", "output", {"name": "final"}),
+        ],
+        [
+            ("n", "value", "inc", "n"),
+            ("inc", "text", "done", "n"),
+            ("done", "false", "inc", "n"),
+            ("done", "true", "out", "value"),
+        ],
+    )
+    execution = run(version, {"n": 1})
+    assert execution.status == Execution.Status.FAILED
+    assert execution.error_code == "loop_limit_exceeded"
+    assert "'inc'" in execution.error_message
+    assert node_statuses(execution)["inc"] == ["succeeded"] * 3
+
+
+def test_events_have_strictly_increasing_seq_and_end_with_the_status(owner, run):
+    execution = run(branching(owner), {"n": 42})
+    seqs = list(execution.events.values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    last = execution.events.order_by("-seq").first()
+    assert (last.type, last.payload["status"]) == ("execution.status", "succeeded")
+    types = set(execution.events.values_list("type", flat=True))
+    assert {"node.started", "node.completed", "node.skipped"} <= types
