@@ -16,11 +16,12 @@ class SecretUnreadable(Exception):
 
 
 @cache
-def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    if not keys:
-        # Development only (production refuses to start without CREDENTIAL_KEYS).
+def _fernet(keys: tuple[str, ...], secret_key: str, production: bool) -> MultiFernet:
+    if not production:
+        # Development: a key derived from SECRET_KEY, last, so that secrets saved before
+        # CREDENTIAL_KEYS was set stay readable (production requires CREDENTIAL_KEYS).
         digest = hashlib.sha256(f"switchboard-credentials:{secret_key}".encode()).digest()
-        keys = (base64.urlsafe_b64encode(digest).decode(),)
+        keys = (*keys, base64.urlsafe_b64encode(digest).decode())
     try:
         return MultiFernet([Fernet(key.encode()) for key in keys])
     except (ValueError, TypeError) as exc:
@@ -28,7 +29,7 @@ def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
 
 
 def fernet() -> MultiFernet:
-    return _fernet(tuple(settings.CREDENTIAL_KEYS), settings.SECRET_KEY)
+    return _fernet(tuple(settings.CREDENTIAL_KEYS), settings.SECRET_KEY, settings.PRODUCTION)
 
 
 def encrypt(plaintext: str) -> str:
