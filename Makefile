@@ -19,10 +19,11 @@ $(VENV)/.dev-installed: requirements/base.txt requirements/dev.txt | $(BIN)/pyth
 	$(PIP) install -r requirements/dev.txt
 	@touch $@ $(VENV)/.base-installed
 
-## run: install, migrate, create the demo operator, serve on http://$(HOST):$(PORT)
+## run: install, migrate, create the demo operator and demo workflows, serve on http://$(HOST):$(PORT)
 run: $(VENV)/.base-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_demo_operator
+	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 ## test: install the dev requirements and run the whole suite (PYTEST_ARGS to narrow it)

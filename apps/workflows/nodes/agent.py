@@ -47,6 +47,7 @@ async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
             stream_mode=["messages", "values"],
         ):
             if mode == "values":
+                await log_tool_traffic(context, final.get("messages", []), payload.get("messages", []))
                 final = payload
             elif isinstance(payload[0], AIMessageChunk) and payload[0].text:
                 await context.stream_text(payload[0].text)
@@ -65,6 +66,15 @@ async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
     }
     text = replies[-1].text if replies else ""
     return NodeResult(outputs={"text": text, "steps": len(replies)}, usage=usage)
+
+
+async def log_tool_traffic(context: NodeContext, before: list, after: list) -> None:
+    """A node.log event per tool call and per tool answer, as they happen."""
+    for message in after[len(before) :]:
+        for call in getattr(message, "tool_calls", None) or []:
+            await context.log(f"calls tool {call['name']}", tool=call["name"], args=call["args"])
+        if getattr(message, "type", "") == "tool":
+            await context.log(f"tool {message.name} answered", tool=message.name, result=str(message.content)[:2000])
 
 
 AGENT = register(
