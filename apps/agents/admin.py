@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -19,6 +20,7 @@ class CredentialAdmin(admin.ModelAdmin):
     autocomplete_fields = ["owner"]
     readonly_fields = ["secret_hint", "created_at", "updated_at"]
     fields = ["owner", "name", "kind", "base_url", "header_name", "secret_hint", "created_at", "updated_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Credential]:
         return super().get_queryset(request).annotate(agent_count=Count("agents"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -93,3 +94,25 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from apps.agents import tools
+        from apps.agents.providers import PROVIDERS
+
+        errors = {}
+        if self.provider not in PROVIDERS:
+            errors["provider"] = _("Unknown provider %(p)s; one of %(all)s.") % {
+                "p": self.provider,
+                "all": ", ".join(PROVIDERS),
+            }
+        if not isinstance(self.tools, list) or not all(isinstance(name, str) for name in self.tools):
+            errors["tools"] = _("Tools must be a list of tool names.")
+        else:
+            try:
+                tools.resolve(self.tools)
+            except ValueError as exc:
+                errors["tools"] = str(exc)
+        if self.credential_id and self.credential.owner_id != self.owner_id:
+            errors["credential"] = _("The credential must belong to the agent's owner.")
+        if errors:
+            raise ValidationError(errors)
