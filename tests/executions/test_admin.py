@@ -117,3 +117,24 @@ def test_an_agent_with_an_unknown_provider_or_tool_or_someone_elses_credential_i
     with pytest.raises(ValidationError) as invalid:
         agent.full_clean()
     assert set(invalid.value.message_dict) == {"provider", "tools", "credential"}
+
+
+def test_operators_run_a_workflow_with_inputs_from_the_admin(client, operator, owner):
+    version = flow(owner)
+    path = "/admin/workflows/workflow/"
+    form = client.post(path, {"action": "run_latest", "_selected_action": [version.workflow_id]})
+    assert form.status_code == 200
+    assert "&quot;t&quot;: &quot;&quot;" in form.content.decode()
+
+    refused = client.post(
+        path, {"action": "run_latest", "_selected_action": [version.workflow_id], "apply": "1", "inputs": '{"t": 5}'}
+    )
+    assert "5 is not of type &#x27;string&#x27;" in refused.content.decode()
+    assert not Execution.objects.exists()
+
+    started = client.post(
+        path, {"action": "run_latest", "_selected_action": [version.workflow_id], "apply": "1", "inputs": '{"t": "go"}'}
+    )
+    assert started.status_code == 302
+    execution = Execution.objects.get()
+    assert (execution.trigger, execution.inputs, execution.status) == ("admin", {"t": "go"}, "queued")

@@ -13,7 +13,7 @@ from apps.executions.models import Execution, NodeExecution
 from tests.executions.conftest import node_statuses
 from tests.factories import published, scripted
 from tests.support.http_server import Answer
-from tests.support.services import wait_until
+from tests.support.services import closing_connections, wait_until
 
 IN = ("in", "input", {"name": "text"})
 OUT = ("out", "output", {"name": "result"})
@@ -50,7 +50,7 @@ def test_a_queued_run_is_cancelled_and_a_finished_one_is_not(owner, run):
 @pytest.mark.django_db(transaction=True)
 def test_cancelling_a_run_while_its_llm_streams_ends_it_within_two_seconds(owner):
     execution = services.execution_run(version=llm_flow(owner), inputs={"text": "x"}, owner=owner)
-    worker = threading.Thread(target=engine.run_execution, args=(execution.pk,))
+    worker = threading.Thread(target=closing_connections(engine.run_execution, execution.pk))
     worker.start()
     wait_until(
         lambda: NodeExecution.objects.filter(execution=execution, node_id="l", status="running").exists(),

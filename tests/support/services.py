@@ -199,3 +199,16 @@ def redis_server_process() -> Iterator[tuple[str, subprocess.Popen]]:
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def closing_connections(function: Callable, *args: object, **kwargs: object) -> Callable[[], object]:
+    """A thread target that closes its own database connections when done (PostgreSQL counts them)."""
+    from django.db import connections
+
+    def target() -> object:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return target

@@ -8,6 +8,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from apps.executions import engine, services
 from apps.executions.models import Execution, ExecutionEvent
@@ -25,6 +26,13 @@ def parse_inputs(pairs: list[str]) -> dict:
         except ValueError:
             inputs[key] = raw  # …or plain text
     return inputs
+
+
+def run_and_close(execution_id: object) -> None:
+    try:
+        engine.run_execution(execution_id)
+    finally:
+        connections.close_all()  # this thread's own connection
 
 
 class Command(BaseCommand):
@@ -57,7 +65,7 @@ class Command(BaseCommand):
         runner = None
         if settings.EMBEDDED_WORKER:
             # No separate worker exists on the embedded default: this process is the worker.
-            runner = threading.Thread(target=engine.run_execution, args=(execution.pk,), daemon=True)
+            runner = threading.Thread(target=run_and_close, args=(execution.pk,), daemon=True)
             runner.start()
         if not wait and runner is None:
             return
