@@ -45,6 +45,20 @@ def event_committed(event: Any, *, workflow_id: Any) -> None:
         logger.warning("broadcast of event %s#%s failed", event.execution_id, event.seq, exc_info=True)
 
 
+async def events_committed(events: list, *, workflow_id: Any) -> None:
+    """The async twin of event_committed, for the engine (already on its event loop)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for event in events:
+        message = event_message(event)
+        try:
+            await layer.group_send(execution_group(event.execution_id), message)
+            await layer.group_send(workflow_group(workflow_id), message)
+        except Exception:
+            logger.warning("broadcast of event %s#%s failed", event.execution_id, event.seq, exc_info=True)
+
+
 async def text_delta(execution_id: Any, node_id: str, text: str) -> None:
     layer = get_channel_layer()
     if layer is None:

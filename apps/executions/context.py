@@ -39,13 +39,20 @@ class RunContext:
         return self.runner.execution.owner_id
 
     async def log(self, message: str, **data: Any) -> None:
-        await db(self._log)(message, data)
+        await self.runner._published(await db(self._log)(message, data))
 
-    def _log(self, message: str, data: dict) -> None:
+    def _log(self, message: str, data: dict) -> list:
+        published: list = []
         with transaction.atomic():
             events.node_log(
-                self.runner.execution, node_id=self.node_id, message=message, data=data, lease=self.runner.worker_id
+                self.runner.execution,
+                node_id=self.node_id,
+                message=message,
+                data=data,
+                lease=self.runner.worker_id,
+                sink=published,
             )
+        return published
 
     async def stream_text(self, text: str) -> None:
         await broadcast.text_delta(self.execution_id, self.node_id, text)

@@ -34,7 +34,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
 from apps.agents.providers import ProviderError, provider_error, redact
-from apps.executions import dataflow, events, services
+from apps.executions import broadcast, dataflow, events, services
 from apps.executions.context import RunContext
 from apps.executions.models import Execution, NodeExecution
 from apps.workflows.graph import Plan, plan_for
@@ -134,6 +134,7 @@ class Runner:
         self.stop_reason: str | None = None
         self.step_offset = 0
         self.resumed = False
+        self.attempts: dict[str, int] = {}  # attempts so far per node, for numbering the next one
 
     # --- the run -------------------------------------------------------------------------
 
@@ -250,6 +251,12 @@ class Runner:
             last_step = max(last_step, record.step)
             self.resumed = True
         self.step_offset = last_step + 1
+        # Failed attempts since a node's last success count: a resumed run keeps numbering.
+        for node_id, status in (
+            NodeExecution.objects.filter(execution_id=self.execution.pk).order_by("pk").values_list("node_id", "status")
+        ):
+            done = status in (NodeExecution.Status.SUCCEEDED, NodeExecution.Status.SKIPPED)
+            self.attempts[node_id] = 0 if done else self.attempts.get(node_id, 0) + 1
         return state
 
     def frontier(self) -> list[str]:
@@ -265,7 +272,7 @@ class Runner:
         successors = [node_key(target) for target in self.plan.successors(node_id)]
         if decision.kind == dataflow.SKIP:
             delta = dataflow.skip_delta(self.plan, node_id, step)
-            await db(self._record_skip)(node_id, step, delta)
+            await self._published(await db(self._record_skip)(node_id, step, delta))
             return Command(update=delta, goto=successors)
         self._check_loop_limit(node_id, state)
         delta = await self._run_with_retries(node_id, decision.inputs, step, state)
@@ -287,30 +294,25 @@ class Runner:
         retry = config.get("retry") or {}
         attempts = int(retry.get("attempts", 1))
         backoff = float(retry.get("backoff_seconds", 1.0))
-        first_attempt = await db(self._previous_attempts)(node_id) + 1
-        for attempt in range(first_attempt, first_attempt + attempts):
+        for tried in range(attempts):
             try:
-                return await self._attempt(node_id, inputs, step, state, attempt)
+                return await self._attempt(node_id, inputs, step, state)
             except NodeFailed as failure:
-                if not getattr(failure, "transient", False) or attempt == first_attempt + attempts - 1:
+                if not getattr(failure, "transient", False) or tried == attempts - 1:
                     raise
                 # Exponential backoff between attempts of a transient failure.
-                await asyncio.sleep(backoff * 2 ** (attempt - first_attempt))
+                await asyncio.sleep(backoff * 2**tried)
         raise AssertionError("unreachable")
 
-    def _previous_attempts(self, node_id: str) -> int:
-        # Attempts the dead worker already spent on this node count (a resumed run keeps numbering).
-        return (
-            NodeExecution.objects.filter(execution_id=self.execution.pk, node_id=node_id)
-            .exclude(status=NodeExecution.Status.SUCCEEDED)
-            .count()
-        )
+    async def _published(self, events_: list) -> None:
+        await broadcast.events_committed(events_, workflow_id=self.execution.workflow_id)
 
-    async def _attempt(self, node_id: str, inputs: dict, step: int, state: dict, attempt: int) -> dict:
+    async def _attempt(self, node_id: str, inputs: dict, step: int, state: dict) -> dict:
         node_type = REGISTRY[self.plan.node_type(node_id)]
         config = self.plan.config(node_id)
         timeout = float(config.get("timeout_seconds") or node_type.default_timeout)
-        record_id = await db(self._record_start)(node_id, node_type.type, attempt, inputs, step)
+        record_id, attempt, started_events = await db(self._record_start)(node_id, node_type.type, inputs, step)
+        await self._published(started_events)
         context = RunContext(self, node_id, timeout)
         started = time.monotonic()
         try:
@@ -321,9 +323,7 @@ class Runner:
                 NodeExecution.Status.TIMED_OUT if self.stop_reason == "timed_out" else NodeExecution.Status.CANCELLED
             )
             error = {"code": self.stop_reason or "cancelled", "message": f"the run was {status.replace('_', ' ')}"}
-            await asyncio.shield(
-                db(self._record_failure)(record_id, node_id, node_type.type, attempt, status, error, started)
-            )
+            await asyncio.shield(self._fail(record_id, node_id, node_type.type, attempt, status, error, started))
             raise
         except Exception as exc:
             failure = self._failure(node_id, exc, timeout)
@@ -334,8 +334,14 @@ class Runner:
             raise failure from None
         delta = dataflow.run_delta(self.plan, node_id, step, state, outputs)
         usage = {**result.usage, **context.usage}
-        await db(self._record_success)(record_id, node_id, node_type.type, attempt, outputs, usage, delta, started)
+        await self._published(
+            await db(self._record_success)(record_id, node_id, node_type.type, attempt, outputs, usage, delta, started)
+        )
+        self.attempts[node_id] = 0  # a loop's next pass is a new first attempt, not a retry
         return delta
+
+    async def _fail(self, *args: Any) -> None:
+        await self._published(await db(self._record_failure)(*args))
 
     def _failure(self, node_id: str, exc: BaseException, timeout: float) -> NodeFailed:
         if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -358,8 +364,11 @@ class Runner:
 
     # --- records (each one transaction; run in the worker thread) -------------------------
 
-    def _record_start(self, node_id: str, node_type: str, attempt: int, inputs: dict, step: int) -> int:
+    def _record_start(self, node_id: str, node_type: str, inputs: dict, step: int) -> tuple[int, int, list]:
+        published: list = []
         with transaction.atomic():
+            attempt = self.attempts.get(node_id, 0) + 1
+            self.attempts[node_id] = attempt
             record = NodeExecution.objects.create(
                 execution_id=self.execution.pk,
                 node_id=node_id,
@@ -376,8 +385,9 @@ class Runner:
                 attempt=attempt,
                 inputs=record.inputs,
                 lease=self.worker_id,
+                sink=published,
             )
-        return record.pk
+        return record.pk, attempt, published
 
     def _record_success(
         self,
@@ -389,8 +399,9 @@ class Runner:
         usage: dict,
         delta: dict,
         started: float,
-    ) -> None:
+    ) -> list:
         duration_ms = int((time.monotonic() - started) * 1000)
+        published: list = []
         with transaction.atomic():
             NodeExecution.objects.filter(pk=record_id).update(
                 status=NodeExecution.Status.SUCCEEDED,
@@ -409,12 +420,15 @@ class Runner:
                 duration_ms=duration_ms,
                 usage=usage,
                 lease=self.worker_id,
+                sink=published,
             )
+        return published
 
     def _record_failure(
         self, record_id: int, node_id: str, node_type: str, attempt: int, status: str, error: dict, started: float
-    ) -> None:
+    ) -> list:
         duration_ms = int((time.monotonic() - started) * 1000)
+        published: list = []
         with transaction.atomic():
             NodeExecution.objects.filter(pk=record_id).update(
                 status=status,
@@ -432,11 +446,14 @@ class Runner:
                 error=error,
                 duration_ms=duration_ms,
                 lease=self.worker_id,
+                sink=published,
             )
+        return published
 
-    def _record_skip(self, node_id: str, step: int, delta: dict) -> None:
+    def _record_skip(self, node_id: str, step: int, delta: dict) -> list:
         now = timezone.now()
         node_type = self.plan.node_type(node_id)
+        published: list = []
         with transaction.atomic():
             NodeExecution.objects.create(
                 execution_id=self.execution.pk,
@@ -449,7 +466,10 @@ class Runner:
                 step=step,
                 state_delta=delta,
             )
-            events.node_skipped(self.execution, node_id=node_id, node_type=node_type, lease=self.worker_id)
+            events.node_skipped(
+                self.execution, node_id=node_id, node_type=node_type, lease=self.worker_id, sink=published
+            )
+        return published
 
 
 def jsonable(value: Any) -> Any:

@@ -8,10 +8,10 @@ after that transaction commits, so a live client never sees an event the databas
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from apps.executions import broadcast
 from apps.executions.models import Execution, ExecutionEvent
@@ -32,17 +32,38 @@ class LeaseLost(Exception):
     """The worker writing this event no longer holds the run's lease (it was reaped and resumed elsewhere)."""
 
 
-def _append(
-    execution: Execution, type_: str, payload: dict, node_id: str = "", lease: str | None = None
-) -> ExecutionEvent:
-    # The UPDATE takes the run's row lock until commit: concurrent writers get consecutive
-    # seqs. For a worker's events it is also the lease check: a reaped worker writes nothing.
-    rows = Execution.objects.filter(pk=execution.pk)
+def _next_seq(execution_id: Any, lease: str | None) -> int | None:
+    """
+    The run's next event number, in one statement. The UPDATE holds the run's row lock until
+    commit, so concurrent writers get consecutive numbers; for a worker's events it is also the
+    lease check (no row: the run was given to another worker, and this one writes nothing).
+    """
+    table = Execution._meta.db_table
+    sql = f"UPDATE {table} SET last_event_seq = last_event_seq + 1 WHERE id = %s"  # noqa: S608 - no user input
+    run_id = execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
+    # Django keeps UUIDs as 32 hex characters in SQLite and as uuid in PostgreSQL.
+    params: list[Any] = [run_id.hex if connection.vendor == "sqlite" else run_id]
     if lease is not None:
-        rows = rows.filter(lease_owner=lease)
-    if not rows.update(last_event_seq=F("last_event_seq") + 1):
+        sql += " AND lease_owner = %s"
+        params.append(lease)
+    with connection.cursor() as cursor:
+        # RETURNING: PostgreSQL, and SQLite since 3.35.
+        cursor.execute(sql + " RETURNING last_event_seq", params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _append(
+    execution: Execution,
+    type_: str,
+    payload: dict,
+    node_id: str = "",
+    lease: str | None = None,
+    sink: list | None = None,
+) -> ExecutionEvent:
+    seq = _next_seq(execution.pk, lease)
+    if seq is None:
         raise LeaseLost(f"run {execution.pk} is no longer leased to {lease}")
-    seq = Execution.objects.filter(pk=execution.pk).values_list("last_event_seq", flat=True).get()
     event = ExecutionEvent.objects.create(
         execution_id=execution.pk, seq=seq, type=type_, node_id=node_id, payload=payload
     )
@@ -59,10 +80,17 @@ def execution_status(execution: Execution, *, status: str, error: dict | None = 
 
 
 def node_started(
-    execution: Execution, *, node_id: str, node_type: str, attempt: int, inputs: dict, lease: str
+    execution: Execution,
+    *,
+    node_id: str,
+    node_type: str,
+    attempt: int,
+    inputs: dict,
+    lease: str,
+    sink: list | None = None,
 ) -> ExecutionEvent:
     payload = {"node_type": node_type, "attempt": attempt, "inputs": truncate(inputs)}
-    return _append(execution, "node.started", payload, node_id, lease)
+    return _append(execution, "node.started", payload, node_id, lease, sink)
 
 
 def node_completed(
@@ -75,6 +103,7 @@ def node_completed(
     duration_ms: int,
     usage: dict,
     lease: str,
+    sink: list | None = None,
 ) -> ExecutionEvent:
     payload = {
         "node_type": node_type,
@@ -83,7 +112,7 @@ def node_completed(
         "duration_ms": duration_ms,
         "usage": usage,
     }
-    return _append(execution, "node.completed", payload, node_id, lease)
+    return _append(execution, "node.completed", payload, node_id, lease, sink)
 
 
 def node_failed(
@@ -96,14 +125,20 @@ def node_failed(
     error: dict,
     duration_ms: int,
     lease: str,
+    sink: list | None = None,
 ) -> ExecutionEvent:
     payload = {"node_type": node_type, "attempt": attempt, "status": status, "error": error, "duration_ms": duration_ms}
-    return _append(execution, "node.failed", payload, node_id, lease)
+    return _append(execution, "node.failed", payload, node_id, lease, sink)
 
 
-def node_skipped(execution: Execution, *, node_id: str, node_type: str, lease: str) -> ExecutionEvent:
-    return _append(execution, "node.skipped", {"node_type": node_type}, node_id, lease)
+def node_skipped(
+    execution: Execution, *, node_id: str, node_type: str, lease: str, sink: list | None = None
+) -> ExecutionEvent:
+    return _append(execution, "node.skipped", {"node_type": node_type}, node_id, lease, sink)
 
 
-def node_log(execution: Execution, *, node_id: str, message: str, data: dict, lease: str) -> ExecutionEvent:
-    return _append(execution, "node.log", {"message": message[:2000], "data": truncate(data)}, node_id, lease)
+def node_log(
+    execution: Execution, *, node_id: str, message: str, data: dict, lease: str, sink: list | None = None
+) -> ExecutionEvent:
+    payload = {"message": message[:2000], "data": truncate(data)}
+    return _append(execution, "node.log", payload, node_id, lease, sink)

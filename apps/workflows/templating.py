@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_TEMPLATE_CHARS = 20_000
@@ -33,6 +34,7 @@ _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoesca
 _environment.globals = {"range": _bounded_range, "dict": dict, "lipsum": None}
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(source: str) -> nodes.Template:
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateProblem(f"the template is longer than {MAX_TEMPLATE_CHARS} characters")
@@ -53,11 +55,17 @@ def variables(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(_parse(source))) - set(_environment.globals)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    # Compiling a template to Python code costs far more than rendering it; published graphs repeat.
+    return _environment.from_string(_parse(source))
+
+
 def render(source: str, values: dict[str, Any]) -> str:
-    _parse(source)
+    template = _compiled(source)
     token = _iterations.set(0)
     try:
-        text = _environment.from_string(source).render(**values)
+        text = template.render(**values)
     except TemplateProblem:
         raise
     except TemplateError as exc:

@@ -130,3 +130,24 @@ def test_events_have_strictly_increasing_seq_and_end_with_the_status(owner, run)
     assert (last.type, last.payload["status"]) == ("execution.status", "succeeded")
     types = set(execution.events.values_list("type", flat=True))
     assert {"node.started", "node.completed", "node.skipped"} <= types
+
+
+def test_each_pass_of_a_loop_is_a_first_attempt(owner, run):
+    version = published(
+        owner,
+        [
+            NUMBER_INPUT,
+            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 10}),
+            ("done", "condition", {"expression": "int(n) >= 3"}),
+            ("out", "output", {"name": "final"}),
+        ],
+        [
+            ("n", "value", "inc", "n"),
+            ("inc", "text", "done", "n"),
+            ("inc", "text", "done", "value"),
+            ("done", "false", "inc", "n"),
+            ("done", "true", "out", "value"),
+        ],
+    )
+    execution = run(version, {"n": 1})
+    assert list(execution.node_executions.filter(node_id="inc").values_list("attempt", flat=True)) == [1, 1]
