@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +36,31 @@ def event_message(event: Any) -> dict:
 
 
 def event_committed(event: Any, *, workflow_id: Any) -> None:
+    """Send a committed event from synchronous code (services called by views, admin, commands)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = event_message(event)
-    try:
-        async_to_sync(layer.group_send)(execution_group(event.execution_id), message)
-        async_to_sync(layer.group_send)(workflow_group(workflow_id), message)
-    except Exception:
-        # The event is stored: a client that missed the push catches up by seq.
-        logger.warning("broadcast of event %s#%s failed", event.execution_id, event.seq, exc_info=True)
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(events_committed)([event], workflow_id=workflow_id)
+        return
+    # A network layer keeps its connections per event loop: one long-lived loop for all sync
+    # senders of this process, instead of a new loop (and Redis connection) per event.
+    asyncio.run_coroutine_threadsafe(events_committed([event], workflow_id=workflow_id), _sender_loop())
+
+
+_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    global _sender
+    with _sender_lock:
+        # A forked process (Dramatiq, gunicorn) must not use its parent's loop thread.
+        if _sender is None or _sender[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="channel-layer-sender", daemon=True).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
 
 
 async def events_committed(events: list, *, workflow_id: Any) -> None:

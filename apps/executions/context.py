@@ -120,8 +120,8 @@ class RunContext:
             raise NodeError(
                 "subworkflow_recursion", f"workflow {workflow_id} would run inside itself (or nest too deep)"
             )
-        child = await db(self._create_child)(workflow_id, version, inputs)
-        runner = Runner(child, self.runner.worker_id, ancestors=chain)
+        child, claimed = await db(self._create_child)(workflow_id, version, inputs)
+        runner = Runner(child, self.runner.worker_id, ancestors=chain, published=claimed)
         runner.secrets = self.runner.secrets
         status = await runner.run()
         child = await db(Execution.objects.get)(pk=child.pk)
@@ -131,7 +131,7 @@ class RunContext:
             )
         return child.outputs or {}
 
-    def _create_child(self, workflow_id: Any, number: int | None, inputs: dict) -> Execution:
+    def _create_child(self, workflow_id: Any, number: int | None, inputs: dict) -> tuple[Execution, list]:
         workflow = Workflow.objects.filter(owner_id=self.owner_id, pk=workflow_id).first()
         if workflow is None:
             raise NodeError("unknown_workflow", f"no workflow {workflow_id} of yours exists")
@@ -153,9 +153,10 @@ class RunContext:
             )
         except services.ExecutionRefused as exc:
             raise NodeError(exc.code, str(exc)) from exc
-        child = services.execution_claim_child(execution=child, worker_id=self.runner.worker_id)
+        claimed: list = []
+        child = services.execution_claim_child(execution=child, worker_id=self.runner.worker_id, sink=claimed)
         remaining = int(self.runner._remaining_budget()) + 1
         if remaining < child.time_budget_seconds:
             Execution.objects.filter(pk=child.pk).update(time_budget_seconds=remaining)
             child.time_budget_seconds = remaining
-        return Execution.objects.select_related("version", "workflow", "owner").get(pk=child.pk)
+        return Execution.objects.select_related("version", "workflow", "owner").get(pk=child.pk), claimed

@@ -34,7 +34,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
 from apps.agents.providers import ProviderError, provider_error, redact
-from apps.executions import broadcast, dataflow, events, services
+from apps.executions import broadcast, dataflow, events, records, services
 from apps.executions.context import RunContext
 from apps.executions.models import Execution, NodeExecution
 from apps.workflows.graph import Plan, plan_for
@@ -118,14 +118,17 @@ def worker_identity() -> str:
 def run_execution(execution_id: Any) -> str | None:
     """Claim and run a queued execution to its end; returns its final status (None: not claimed)."""
     worker_id = worker_identity()
-    execution = services.execution_claim(execution_id=execution_id, worker_id=worker_id)
+    claimed: list = []
+    execution = services.execution_claim(execution_id=execution_id, worker_id=worker_id, sink=claimed)
     if execution is None:
         return None
-    return async_to_sync(Runner(execution, worker_id).run)()
+    return async_to_sync(Runner(execution, worker_id, published=claimed).run)()
 
 
 class Runner:
-    def __init__(self, execution: Execution, worker_id: str, *, ancestors: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, execution: Execution, worker_id: str, *, ancestors: tuple[int, ...] = (), published: list | None = None
+    ) -> None:
         self.execution = execution
         self.worker_id = worker_id
         self.ancestors = ancestors
@@ -135,10 +138,36 @@ class Runner:
         self.step_offset = 0
         self.resumed = False
         self.attempts: dict[str, int] = {}  # attempts so far per node, for numbering the next one
+        # Committed events wait here for one sender task: in seq order, off the nodes' critical path.
+        self.outbox: list = list(published or [])
+        self.outbox_ready: asyncio.Event | None = None
 
     # --- the run -------------------------------------------------------------------------
 
     async def run(self) -> str:
+        self.outbox_ready = asyncio.Event()
+        self.outbox_ready.set()  # events committed before the run (its claim) go first
+        sender = asyncio.ensure_future(self._send_events())
+        try:
+            return await self._run()
+        finally:
+            self.outbox.append(None)  # the sender's signal to stop once the rest is sent
+            self.outbox_ready.set()
+            await asyncio.shield(sender)
+
+    async def _send_events(self) -> None:
+        while True:
+            await self.outbox_ready.wait()
+            self.outbox_ready.clear()
+            batch, self.outbox = self.outbox, []
+            done = None in batch
+            await broadcast.events_committed(
+                [e for e in batch if e is not None], workflow_id=self.execution.workflow_id
+            )
+            if done:
+                return
+
+    async def _run(self) -> str:
         started = time.monotonic()
         try:
             outputs = await self._run_graph()
@@ -179,9 +208,16 @@ class Runner:
         return Execution.Status.TIMED_OUT if reason == "timed_out" else None
 
     async def _finish(self, status: str, outputs: dict | None, error: dict | None) -> None:
+        finished: list = []
         await db(services.execution_finish)(
-            execution=self.execution, worker_id=self.worker_id, status=status, outputs=outputs, error=error
+            execution=self.execution,
+            worker_id=self.worker_id,
+            status=status,
+            outputs=outputs,
+            error=error,
+            sink=finished,
         )
+        await self._published(finished)
 
     async def _run_graph(self) -> dict:
         state = await db(self._load_state)()
@@ -305,7 +341,9 @@ class Runner:
         raise AssertionError("unreachable")
 
     async def _published(self, events_: list) -> None:
-        await broadcast.events_committed(events_, workflow_id=self.execution.workflow_id)
+        if events_:
+            self.outbox.extend(events_)
+            self.outbox_ready.set()
 
     async def _attempt(self, node_id: str, inputs: dict, step: int, state: dict) -> dict:
         node_type = REGISTRY[self.plan.node_type(node_id)]
@@ -365,29 +403,18 @@ class Runner:
     # --- records (each one transaction; run in the worker thread) -------------------------
 
     def _record_start(self, node_id: str, node_type: str, inputs: dict, step: int) -> tuple[int, int, list]:
-        published: list = []
-        with transaction.atomic():
-            attempt = self.attempts.get(node_id, 0) + 1
-            self.attempts[node_id] = attempt
-            record = NodeExecution.objects.create(
-                execution_id=self.execution.pk,
-                node_id=node_id,
-                node_type=node_type,
-                attempt=attempt,
-                inputs=jsonable(inputs),
-                started_at=timezone.now(),
-                step=step,
-            )
-            events.node_started(
-                self.execution,
-                node_id=node_id,
-                node_type=node_type,
-                attempt=attempt,
-                inputs=record.inputs,
-                lease=self.worker_id,
-                sink=published,
-            )
-        return record.pk, attempt, published
+        attempt = self.attempts.get(node_id, 0) + 1
+        self.attempts[node_id] = attempt
+        record_id, event = records.node_started(
+            self.execution,
+            lease=self.worker_id,
+            node_id=node_id,
+            node_type=node_type,
+            attempt=attempt,
+            inputs=jsonable(inputs),
+            step=step,
+        )
+        return record_id, attempt, [event]
 
     def _record_success(
         self,
@@ -400,55 +427,38 @@ class Runner:
         delta: dict,
         started: float,
     ) -> list:
-        duration_ms = int((time.monotonic() - started) * 1000)
-        published: list = []
-        with transaction.atomic():
-            NodeExecution.objects.filter(pk=record_id).update(
-                status=NodeExecution.Status.SUCCEEDED,
-                outputs=outputs,
-                usage=usage,
-                finished_at=timezone.now(),
-                duration_ms=duration_ms,
-                state_delta=delta,
-            )
-            events.node_completed(
-                self.execution,
-                node_id=node_id,
-                node_type=node_type,
-                attempt=attempt,
-                outputs=outputs,
-                duration_ms=duration_ms,
-                usage=usage,
-                lease=self.worker_id,
-                sink=published,
-            )
-        return published
+        result = records.Finished(
+            status=NodeExecution.Status.SUCCEEDED,
+            outputs=outputs,
+            usage=usage,
+            delta=delta,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        return [self._record_end(record_id, node_id, node_type, attempt, result)]
 
     def _record_failure(
         self, record_id: int, node_id: str, node_type: str, attempt: int, status: str, error: dict, started: float
     ) -> list:
-        duration_ms = int((time.monotonic() - started) * 1000)
-        published: list = []
-        with transaction.atomic():
-            NodeExecution.objects.filter(pk=record_id).update(
-                status=status,
-                error_code=error["code"],
-                error_message=error["message"],
-                finished_at=timezone.now(),
-                duration_ms=duration_ms,
-            )
-            events.node_failed(
-                self.execution,
-                node_id=node_id,
-                node_type=node_type,
-                attempt=attempt,
-                status=status,
-                error=error,
-                duration_ms=duration_ms,
-                lease=self.worker_id,
-                sink=published,
-            )
-        return published
+        result = records.Finished(
+            status=status,
+            outputs=None,
+            usage={},
+            delta={},
+            duration_ms=int((time.monotonic() - started) * 1000),
+            error=error,
+        )
+        return [self._record_end(record_id, node_id, node_type, attempt, result)]
+
+    def _record_end(self, record_id: int, node_id: str, node_type: str, attempt: int, result: records.Finished):
+        return records.node_finished(
+            self.execution,
+            lease=self.worker_id,
+            record_id=record_id,
+            node_id=node_id,
+            node_type=node_type,
+            attempt=attempt,
+            result=result,
+        )
 
     def _record_skip(self, node_id: str, step: int, delta: dict) -> list:
         now = timezone.now()

@@ -67,16 +67,22 @@ def _append(
     event = ExecutionEvent.objects.create(
         execution_id=execution.pk, seq=seq, type=type_, node_id=node_id, payload=payload
     )
-    workflow_id = execution.workflow_id
-    transaction.on_commit(lambda: broadcast.event_committed(event, workflow_id=workflow_id))
+    if sink is not None:
+        # The engine broadcasts from its event loop once the transaction has committed.
+        sink.append(event)
+    else:
+        workflow_id = execution.workflow_id
+        transaction.on_commit(lambda: broadcast.event_committed(event, workflow_id=workflow_id))
     return event
 
 
-def execution_status(execution: Execution, *, status: str, error: dict | None = None, **extra: Any) -> ExecutionEvent:
+def execution_status(
+    execution: Execution, *, status: str, error: dict | None = None, sink: list | None = None, **extra: Any
+) -> ExecutionEvent:
     payload = {"status": status, **extra}
     if error:
         payload["error"] = error
-    return _append(execution, "execution.status", payload)
+    return _append(execution, "execution.status", payload, sink=sink)
 
 
 def node_started(

@@ -160,7 +160,7 @@ def execution_requeue(*, execution: Execution) -> bool:
 # --- the worker's side -----------------------------------------------------------------
 
 
-def execution_claim(*, execution_id: Any, worker_id: str) -> Execution | None:
+def execution_claim(*, execution_id: Any, worker_id: str, sink: list | None = None) -> Execution | None:
     """queued -> running under this worker's lease; None when another worker has it or it ended."""
     now = timezone.now()
     with transaction.atomic():
@@ -175,11 +175,11 @@ def execution_claim(*, execution_id: Any, worker_id: str) -> Execution | None:
         if not claimed:
             return None
         execution = Execution.objects.select_related("version", "workflow").get(pk=execution_id)
-        events.execution_status(execution, status=Status.RUNNING, attempt=execution.attempt)
+        events.execution_status(execution, status=Status.RUNNING, attempt=execution.attempt, sink=sink)
     return execution
 
 
-def execution_claim_child(*, execution: Execution, worker_id: str) -> Execution:
+def execution_claim_child(*, execution: Execution, worker_id: str, sink: list | None = None) -> Execution:
     """A sub-workflow run is claimed by its parent's worker at once (it runs inline)."""
     now = timezone.now()
     with transaction.atomic():
@@ -193,7 +193,7 @@ def execution_claim_child(*, execution: Execution, worker_id: str) -> Execution:
             started_at=now,
         )
         execution.refresh_from_db()
-        events.execution_status(execution, status=Status.RUNNING, attempt=execution.attempt)
+        events.execution_status(execution, status=Status.RUNNING, attempt=execution.attempt, sink=sink)
     return execution
 
 
@@ -207,7 +207,13 @@ def lease_renew(*, execution_id: Any, worker_id: str) -> bool:
 
 
 def execution_finish(
-    *, execution: Execution, worker_id: str, status: str, outputs: dict | None = None, error: dict | None = None
+    *,
+    execution: Execution,
+    worker_id: str,
+    status: str,
+    outputs: dict | None = None,
+    error: dict | None = None,
+    sink: list | None = None,
 ) -> bool:
     """running -> a terminal status, only while this worker holds the lease (a cancel wins)."""
     with transaction.atomic():
@@ -223,7 +229,7 @@ def execution_finish(
         if not moved:
             return False
         execution.refresh_from_db()
-        events.execution_status(execution, status=status, error=error)
+        events.execution_status(execution, status=status, error=error, sink=sink)
     return True
 
 
