@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PIP := $(BIN)/pip --disable-pip-version-check --quiet
 
-.PHONY: run test lint format check messages clean
+.PHONY: run test lint format check messages clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ messages: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+
+## bench: engine overhead per node (B1) and runs per second on real workers (B2); needs PostgreSQL and Redis
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.run

@@ -25,7 +25,6 @@ def workflow_group(workflow_id: Any) -> str:
 def event_message(event: Any) -> dict:
     # Small on purpose: ids, kind and the (already truncated) payload; clients read the rest from the database.
     return {
-        "type": "execution.event",
         "execution_id": str(event.execution_id),
         "seq": event.seq,
         "event_type": event.type,
@@ -64,17 +63,25 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 
 
 async def events_committed(events: list, *, workflow_id: Any) -> None:
-    """The async twin of event_committed, for the engine (already on its event loop)."""
+    """
+    The async twin of event_committed, for the engine (already on its event loop). Events that
+    committed together travel together: one message per group, `{"type": "execution.events",
+    "execution_id", "events": [...]}` with the events in seq order.
+    """
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not events:
         return
+    by_run: dict[str, list[dict]] = {}
     for event in events:
-        message = event_message(event)
+        by_run.setdefault(str(event.execution_id), []).append(event_message(event))
+    for execution_id, messages in by_run.items():
+        batch = {"type": "execution.events", "execution_id": execution_id, "events": messages}
         try:
-            await layer.group_send(execution_group(event.execution_id), message)
-            await layer.group_send(workflow_group(workflow_id), message)
+            await layer.group_send(execution_group(execution_id), batch)
+            await layer.group_send(workflow_group(workflow_id), batch)
         except Exception:
-            logger.warning("broadcast of event %s#%s failed", event.execution_id, event.seq, exc_info=True)
+            first, last = messages[0]["seq"], messages[-1]["seq"]
+            logger.warning("broadcast of events %s#%s-%s failed", execution_id, first, last, exc_info=True)
 
 
 async def text_delta(execution_id: Any, node_id: str, text: str) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import time
+import traceback
 import uuid
 from collections import OrderedDict
 from typing import Annotated, Any, TypedDict
@@ -186,7 +187,9 @@ class Runner:
         except events.LeaseLost:
             return Execution.Status.RUNNING  # another worker owns the run now
         except Exception as exc:
-            logger.exception("run %s failed inside the engine", self.execution.pk)
+            # The traceback may quote a credential (a library's message); log it redacted.
+            trace = self._redact("".join(traceback.format_exception(exc)))
+            logger.error("run %s failed inside the engine:\n%s", self.execution.pk, trace)
             status, outputs = Execution.Status.FAILED, None
             error = {"code": "internal_error", "message": self._redact(f"{type(exc).__name__}: {exc}")}
         else:
@@ -220,7 +223,8 @@ class Runner:
         await self._published(finished)
 
     async def _run_graph(self) -> dict:
-        state = await db(self._load_state)()
+        # A first delivery has no node records: no trip to the database for them.
+        state = dataflow.empty_state() if self.execution.attempt <= 1 else await db(self._load_state)()
         config = {
             "configurable": {"runner": self},
             "recursion_limit": self._recursion_limit(),

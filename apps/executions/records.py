@@ -160,6 +160,86 @@ def node_finished(
     return _event(execution, event_id, seq, kind, node_id, payload, now)
 
 
+def run_claimed(*, execution_id: Any, worker_id: str, lease_seconds: int) -> ExecutionEvent | None:
+    """PostgreSQL: queued -> running under this worker's lease, with its event, in one statement."""
+    now = timezone.now()
+    payload_sql = "jsonb_build_object('status', 'running', 'attempt', attempt)"
+    row = _maybe_one(
+        f"""
+        WITH claimed AS (
+            UPDATE {_RUNS} SET status = 'running', lease_owner = %(lease)s,
+                lease_expires_at = %(now)s + make_interval(secs => %(lease_seconds)s), heartbeat_at = %(now)s,
+                attempt = attempt + 1, started_at = COALESCE(started_at, %(now)s), last_event_seq = last_event_seq + 1
+            WHERE id = %(run)s AND status = 'queued'
+            RETURNING id, last_event_seq, attempt
+        )
+        INSERT INTO {_EVENTS} (execution_id, seq, type, node_id, payload, created_at)
+        SELECT id, last_event_seq, 'execution.status', '', {payload_sql}, %(now)s FROM claimed
+        RETURNING id, seq, (SELECT attempt FROM claimed)
+        """,  # noqa: S608 - table names are ours; values are parameters
+        {"run": execution_id, "lease": worker_id, "now": now, "lease_seconds": lease_seconds},
+    )
+    if row is None:
+        return None
+    event_id, seq, attempt = row
+    # Django reads jsonb as text; the payload is rebuilt here rather than parsed back.
+    payload = {"status": "running", "attempt": attempt}
+    return ExecutionEvent(
+        id=event_id,
+        execution_id=execution_id,
+        seq=seq,
+        type="execution.status",
+        node_id="",
+        payload=payload,
+        created_at=now,
+    )
+
+
+def run_finished(
+    *, execution_id: Any, worker_id: str, status: str, outputs: dict | None, error: dict | None
+) -> ExecutionEvent | None:
+    """PostgreSQL: running -> a final status, only under this worker's lease, with its event, in one statement."""
+    now = timezone.now()
+    payload = {"status": status, **({"error": error} if error else {})}
+    row = _maybe_one(
+        f"""
+        WITH done AS (
+            UPDATE {_RUNS} SET status = %(status)s, outputs = %(outputs)s::jsonb, error_code = %(code)s,
+                error_message = %(message)s, finished_at = %(now)s, lease_owner = '', lease_expires_at = NULL,
+                last_event_seq = last_event_seq + 1
+            WHERE id = %(run)s AND status = 'running' AND lease_owner = %(lease)s
+            RETURNING id, last_event_seq
+        )
+        INSERT INTO {_EVENTS} (execution_id, seq, type, node_id, payload, created_at)
+        SELECT id, last_event_seq, 'execution.status', '', %(payload)s::jsonb, %(now)s FROM done
+        RETURNING id, seq
+        """,  # noqa: S608 - table names are ours; values are parameters
+        {
+            "run": execution_id,
+            "lease": worker_id,
+            "status": status,
+            "outputs": None if outputs is None else _json(outputs),
+            "code": (error or {}).get("code", ""),
+            "message": (error or {}).get("message", ""),
+            "now": now,
+            "payload": _json(payload),
+        },
+    )
+    if row is None:
+        return None
+    event_id, seq = row
+    return ExecutionEvent(
+        id=event_id,
+        execution_id=execution_id,
+        seq=seq,
+        type="execution.status",
+        node_id="",
+        payload=payload,
+        created_at=now,
+    )
+
+
+_RUNS = Execution._meta.db_table
 _NODES = NodeExecution._meta.db_table
 _EVENTS = ExecutionEvent._meta.db_table
 # The run's next event number, which also proves this worker still holds the lease.
@@ -169,11 +249,15 @@ _NEXT_SEQ = (
 )
 
 
-def _one(sql: str, params: dict) -> tuple:
+def _maybe_one(sql: str, params: dict) -> tuple | None:
     # Autocommit: a single statement is its own transaction (one round trip, one commit).
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
+        return cursor.fetchone()
+
+
+def _one(sql: str, params: dict) -> tuple:
+    row = _maybe_one(sql, params)
     if row is None:
         raise events.LeaseLost(f"run {params['run']} is no longer leased to {params['lease']}")
     return row

@@ -16,14 +16,19 @@ from tests.support.services import closing_connections
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def drain(layer, channel: str, until_type: str, timeout: float = 10) -> list[dict]:
+async def drain(layer, channel: str, until_status: str, timeout: float = 10) -> list[dict]:
+    """Messages until the given final status, with event batches unpacked in order."""
     received = []
     async with asyncio.timeout(timeout):
         while True:
             message = await layer.receive(channel)
-            received.append(message)
-            if message.get("event_type") == "execution.status" and message["payload"]["status"] == until_type:
-                return received
+            if message["type"] != "execution.events":
+                received.append(message)
+                continue
+            for event in message["events"]:
+                received.append({"type": "execution.event", **event})
+                if event["event_type"] == "execution.status" and event["payload"]["status"] == until_status:
+                    return received
 
 
 def test_events_are_broadcast_in_order_after_commit_with_text_deltas(owner):
