@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
 from apps.executions.models import Execution
@@ -66,12 +67,26 @@ def test_bad_arguments_are_refused_clearly_and_start_nothing(owner, demo):
     assert not Execution.objects.exists()
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_env(request):
+    """Environment for processes on a real broker: Redis alone, or RabbitMQ for messages plus Redis."""
+    redis_url = request.getfixturevalue("redis_url")
+    RedisBroker(url=redis_url).flush_all()
+    if request.param == "redis":
+        return process_env(REDIS_URL=redis_url, DRAMATIQ_BROKER_URL=None)
+    rabbitmq_url = request.getfixturevalue("rabbitmq_url")
+    broker = RabbitmqBroker(url=rabbitmq_url)
+    broker.declare_queue("executions")
+    broker.flush("executions")
+    broker.close()
+    return process_env(REDIS_URL=redis_url, DRAMATIQ_BROKER_URL=rabbitmq_url)
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_with_a_separate_worker_process_on_redis_it_follows_the_run_to_its_end(owner, redis_url):
+def test_with_a_separate_worker_process_it_follows_the_run_to_its_end(owner, broker_env):
     triage = demo_seed(owner=owner)[0]
-    RedisBroker(url=redis_url).flush_all()
-    env = process_env(REDIS_URL=redis_url, DRAMATIQ_BROKER_URL=None)
+    env = broker_env
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
         cwd=BASE_DIR,
