@@ -84,7 +84,23 @@ async def events_committed(events: list, *, workflow_id: Any) -> None:
             logger.warning("broadcast of events %s#%s-%s failed", execution_id, first, last, exc_info=True)
 
 
+async def on_sender_loop(coroutine: Any) -> None:
+    """
+    Await `coroutine` on the process's long-lived sender loop when the layer is a network one: its
+    connections live per event loop, and an engine run's loop lives only as long as the run.
+    """
+    layer = get_channel_layer()
+    if layer is None or isinstance(layer, InMemoryChannelLayer):
+        await coroutine
+        return
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, _sender_loop()))
+
+
 async def text_delta(execution_id: Any, node_id: str, text: str) -> None:
+    await on_sender_loop(_text_delta(execution_id, node_id, text))
+
+
+async def _text_delta(execution_id: Any, node_id: str, text: str) -> None:
     layer = get_channel_layer()
     if layer is None:
         return

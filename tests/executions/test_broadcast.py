@@ -52,9 +52,13 @@ def test_events_are_broadcast_in_order_after_commit_with_text_deltas(owner):
 
     workflow_messages, run_messages = async_to_sync(scenario)()
     stored = list(execution.events.values_list("seq", flat=True))
-    # The pending event was committed before anyone listened; everything after arrives in order.
-    assert [m["seq"] for m in workflow_messages] == stored[1:]
-    assert [m["seq"] for m in run_messages if m["type"] == "execution.event"] == stored[1:]
+    # The pending event was committed (and sent, asynchronously) around the time the test began
+    # listening, so it may or may not arrive; everything after it arrives, once, in order.
+    for received in (
+        [m["seq"] for m in workflow_messages],
+        [m["seq"] for m in run_messages if m["type"] == "execution.event"],
+    ):
+        assert received in (stored, stored[1:])
     deltas = [m["text"] for m in run_messages if m["type"] == "execution.delta"]
     assert "".join(deltas) == "alpha beta gamma"
     assert len(deltas) == 4  # chunks of 5 characters, streamed before the node's completion event
