@@ -15,6 +15,7 @@ the worker thread that called `run_execution` and so reuse its database connecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -149,11 +150,13 @@ class Runner:
     async def run(self) -> str:
         self.outbox_ready = asyncio.Event()
         self.outbox_ready.set()  # events committed before the run (its claim) go first
+        self.outbox_closed = asyncio.Event()
         sender = asyncio.ensure_future(self._send_events())
         try:
             return await self._run()
         finally:
             self.outbox.append(None)  # the sender's signal to stop once the rest is sent
+            self.outbox_closed.set()
             self.outbox_ready.set()
             await asyncio.shield(sender)
 
@@ -163,7 +166,9 @@ class Runner:
             if None not in self.outbox:
                 # Gather what commits in the next few milliseconds into one message per group:
                 # a person cannot see the difference, and Redis sees a fraction of the publishes.
-                await asyncio.sleep(BROADCAST_COALESCE_SECONDS)
+                # The run's end cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outbox_closed.wait(), BROADCAST_COALESCE_SECONDS)
             self.outbox_ready.clear()
             batch, self.outbox = self.outbox, []
             done = None in batch
