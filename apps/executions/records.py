@@ -184,15 +184,7 @@ def run_claimed(*, execution_id: Any, worker_id: str, lease_seconds: int) -> Exe
     event_id, seq, attempt = row
     # Django reads jsonb as text; the payload is rebuilt here rather than parsed back.
     payload = {"status": "running", "attempt": attempt}
-    return ExecutionEvent(
-        id=event_id,
-        execution_id=execution_id,
-        seq=seq,
-        type="execution.status",
-        node_id="",
-        payload=payload,
-        created_at=now,
-    )
+    return _status_event(execution_id, event_id, seq, payload, now)
 
 
 def run_finished(
@@ -228,15 +220,7 @@ def run_finished(
     if row is None:
         return None
     event_id, seq = row
-    return ExecutionEvent(
-        id=event_id,
-        execution_id=execution_id,
-        seq=seq,
-        type="execution.status",
-        node_id="",
-        payload=payload,
-        created_at=now,
-    )
+    return _status_event(execution_id, event_id, seq, payload, now)
 
 
 _RUNS = Execution._meta.db_table
@@ -261,6 +245,18 @@ def _one(sql: str, params: dict) -> tuple:
     if row is None:
         raise events.LeaseLost(f"run {params['run']} is no longer leased to {params['lease']}")
     return row
+
+
+def _status_event(execution_id: Any, event_id: int, seq: int, payload: dict, now: datetime) -> ExecutionEvent:
+    return ExecutionEvent(
+        id=event_id,
+        execution_id=execution_id,
+        seq=seq,
+        type="execution.status",
+        node_id="",
+        payload=payload,
+        created_at=now,
+    )
 
 
 def _event(

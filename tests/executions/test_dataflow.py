@@ -76,13 +76,14 @@ def test_a_join_waits_for_both_parallel_branches(owner, run):
     assert steps["fast"] == steps["slow1"]  # the two branches ran in the same superstep
 
 
-def test_a_bounded_loop_runs_until_its_condition_holds(owner, run):
-    version = published(
+def counting_loop(owner, *, loop_limit: int, stop_at: int):
+    """n -> inc -> done?; on false back to inc (a loop), on true to the output."""
+    return published(
         owner,
         [
             NUMBER_INPUT,
-            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 10}),
-            ("done", "condition", {"expression": "int(n) >= 5"}),
+            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": loop_limit}),
+            ("done", "condition", {"expression": f"int(n) >= {stop_at}"}),
             ("out", "output", {"name": "final"}),
         ],
         [
@@ -93,6 +94,10 @@ def test_a_bounded_loop_runs_until_its_condition_holds(owner, run):
             ("done", "true", "out", "value"),
         ],
     )
+
+
+def test_a_bounded_loop_runs_until_its_condition_holds(owner, run):
+    version = counting_loop(owner, loop_limit=10, stop_at=5)
     execution = run(version, {"n": 1})
     assert execution.status == Execution.Status.SUCCEEDED, execution.error_message
     assert execution.outputs == {"final": "5"}
@@ -100,21 +105,7 @@ def test_a_bounded_loop_runs_until_its_condition_holds(owner, run):
 
 
 def test_a_loop_past_its_limit_fails_naming_the_node(owner, run):
-    version = published(
-        owner,
-        [
-            NUMBER_INPUT,
-            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 3}),
-            ("done", "condition", {"expression": "int(n) >= 100"}),
-            ("out", "output", {"name": "final"}),
-        ],
-        [
-            ("n", "value", "inc", "n"),
-            ("inc", "text", "done", "n"),
-            ("done", "false", "inc", "n"),
-            ("done", "true", "out", "value"),
-        ],
-    )
+    version = counting_loop(owner, loop_limit=3, stop_at=100)
     execution = run(version, {"n": 1})
     assert execution.status == Execution.Status.FAILED
     assert execution.error_code == "loop_limit_exceeded"
@@ -133,21 +124,6 @@ def test_events_have_strictly_increasing_seq_and_end_with_the_status(owner, run)
 
 
 def test_each_pass_of_a_loop_is_a_first_attempt(owner, run):
-    version = published(
-        owner,
-        [
-            NUMBER_INPUT,
-            ("inc", "template", {"template": "{{ (n | int) + 1 }}", "loop_limit": 10}),
-            ("done", "condition", {"expression": "int(n) >= 3"}),
-            ("out", "output", {"name": "final"}),
-        ],
-        [
-            ("n", "value", "inc", "n"),
-            ("inc", "text", "done", "n"),
-            ("inc", "text", "done", "value"),
-            ("done", "false", "inc", "n"),
-            ("done", "true", "out", "value"),
-        ],
-    )
+    version = counting_loop(owner, loop_limit=10, stop_at=3)
     execution = run(version, {"n": 1})
     assert list(execution.node_executions.filter(node_id="inc").values_list("attempt", flat=True)) == [1, 1]
