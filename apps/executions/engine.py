@@ -138,6 +138,7 @@ class Runner:
         self.plan, self.graph = compiled_graph(execution.version.graph)
         self.secrets: list[str] = []
         self.stop_reason: str | None = None
+        self.failed_node: str | None = None
         self.step_offset = 0
         self.resumed = False
         self.attempts: dict[str, int] = {}  # attempts so far per node, for numbering the next one
@@ -349,6 +350,8 @@ class Runner:
                 return await self._attempt(node_id, inputs, step, state)
             except NodeFailed as failure:
                 if not getattr(failure, "transient", False) or tried == attempts - 1:
+                    # Its siblings in this superstep are about to be cancelled: say why.
+                    self.failed_node = self.failed_node or node_id
                     raise
                 # Exponential backoff between attempts of a transient failure.
                 await asyncio.sleep(backoff * 2**tried)
@@ -374,15 +377,16 @@ class Runner:
             status = (
                 NodeExecution.Status.TIMED_OUT if self.stop_reason == "timed_out" else NodeExecution.Status.CANCELLED
             )
-            error = {"code": self.stop_reason or "cancelled", "message": f"the run was {status.replace('_', ' ')}"}
+            if self.failed_node and not self.stop_reason:
+                error = {"code": "stopped", "message": f"stopped because node {self.failed_node!r} failed"}
+            else:
+                error = {"code": self.stop_reason or "cancelled", "message": f"the run was {status.replace('_', ' ')}"}
             await asyncio.shield(self._fail(record_id, node_id, node_type.type, attempt, status, error, started))
             raise
         except Exception as exc:
             failure = self._failure(node_id, exc, timeout)
             status = NodeExecution.Status.TIMED_OUT if failure.code == "node_timeout" else NodeExecution.Status.FAILED
-            await db(self._record_failure)(
-                record_id, node_id, node_type.type, attempt, status, failure.error(), started
-            )
+            await self._fail(record_id, node_id, node_type.type, attempt, status, failure.error(), started)
             raise failure from None
         delta = dataflow.run_delta(self.plan, node_id, step, state, outputs)
         usage = {**result.usage, **context.usage}

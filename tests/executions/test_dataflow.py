@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apps.executions.models import Execution
 from tests.executions.conftest import node_statuses
-from tests.factories import published
+from tests.factories import published, scripted
 
 TEXT_INPUT = ("text", "input", {"name": "text"})
 NUMBER_INPUT = ("n", "input", {"name": "n", "schema": {"type": "integer"}})
@@ -127,3 +127,18 @@ def test_each_pass_of_a_loop_is_a_first_attempt(owner, run):
     version = counting_loop(owner, loop_limit=10, stop_at=3)
     execution = run(version, {"n": 1})
     assert list(execution.node_executions.filter(node_id="inc").values_list("attempt", flat=True)) == [1, 1]
+
+
+def test_a_failing_node_stops_its_parallel_siblings_and_says_why(owner, run):
+    slow = ("slow", "llm", {**scripted("a b c d e f", chunk_size=1, delay_ms=200), "prompt": "{{ x }}"})
+    version = published(
+        owner,
+        [TEXT_INPUT, slow, ("bad", "template", {"template": "{{ x.__class__ }}"}), ("o", "output", {"name": "o"})],
+        [("text", "value", "slow", "x"), ("text", "value", "bad", "x"), ("slow", "text", "o", "value")],
+    )
+    execution = run(version, {"text": "go"})
+    assert (execution.status, execution.error_code) == ("failed", "template_error")
+    stopped = execution.node_executions.get(node_id="slow")
+    assert (stopped.status, stopped.error_code) == ("cancelled", "stopped")
+    assert "node 'bad' failed" in stopped.error_message
+    assert execution.events.filter(type="node.failed", node_id="bad").exists()
