@@ -3,6 +3,7 @@ ASGI entry point, served by daphne (or uvicorn workers): HTTP goes to Django,
 WebSockets pass the origin check and session authentication, then the routes.
 """
 
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,11 +17,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.executions.broadcast import register_server_loop  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def application(scope, receive, send):
+    # The embedded default's in-memory channel layer delivers only on the loop its consumers
+    # wait on; worker threads publish through this loop (apps.executions.broadcast).
+    register_server_loop(asyncio.get_running_loop())
+    return await router(scope, receive, send)

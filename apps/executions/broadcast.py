@@ -40,7 +40,11 @@ def event_committed(event: Any, *, workflow_id: Any) -> None:
     if layer is None:
         return
     if isinstance(layer, InMemoryChannelLayer):
-        async_to_sync(events_committed)([event], workflow_id=workflow_id)
+        server = _server_loop_elsewhere()
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(events_committed([event], workflow_id=workflow_id), server).result(10)
+        else:
+            async_to_sync(events_committed)([event], workflow_id=workflow_id)
         return
     # A network layer keeps its connections per event loop: one long-lived loop for all sync
     # senders of this process, instead of a new loop (and Redis connection) per event.
@@ -86,14 +90,44 @@ async def events_committed(events: list, *, workflow_id: Any) -> None:
 
 async def on_sender_loop(coroutine: Any) -> None:
     """
-    Await `coroutine` on the process's long-lived sender loop when the layer is a network one: its
-    connections live per event loop, and an engine run's loop lives only as long as the run.
+    Await `coroutine` on the loop that must run it. A network layer keeps its connections per
+    event loop, and an engine run's loop lives only as long as the run: use the process's
+    long-lived sender loop. The in-memory layer's queues belong to the loop its consumers wait
+    on: in the embedded server, that is the server's loop.
     """
     layer = get_channel_layer()
-    if layer is None or isinstance(layer, InMemoryChannelLayer):
-        await coroutine
+    if layer is None:
+        coroutine.close()
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        server = _server_loop_elsewhere()
+        if server is None:
+            await coroutine
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, server))
         return
     await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, _sender_loop()))
+
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the ASGI entry point: the loop this process's consumers wait on."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _server_loop_elsewhere() -> asyncio.AbstractEventLoop | None:
+    """The server's loop when it runs and the caller is not on it (a worker thread), else None."""
+    loop = _server_loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return None
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    return None if current is loop else loop
 
 
 async def text_delta(execution_id: Any, node_id: str, text: str) -> None:
