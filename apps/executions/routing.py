@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.executions.consumers import ExecutionConsumer
+
+websocket_urlpatterns = [
+    path("ws/executions/<str:execution_id>/", ExecutionConsumer.as_asgi()),
+]
