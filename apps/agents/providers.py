@@ -362,6 +362,7 @@ class ScriptedChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         for position, chunk in enumerate(self._chunks(messages)):
             if position and self.delay_ms:
+                # The synchronous stream paces like a real model would; the async one awaits instead.
                 time.sleep(self.delay_ms / 1000)
             yield chunk
 

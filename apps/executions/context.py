@@ -32,7 +32,6 @@ class RunContext:
         self.execution_id = str(runner.execution.pk)
         self.node_id = node_id
         self.timeout = timeout
-        self.usage: dict[str, Any] = {}
 
     @property
     def owner_id(self) -> int:
@@ -155,7 +154,7 @@ class RunContext:
             raise NodeError(exc.code, str(exc)) from exc
         claimed: list = []
         child = services.execution_claim_child(execution=child, worker_id=self.runner.worker_id, sink=claimed)
-        remaining = int(self.runner._remaining_budget()) + 1
+        remaining = int(self.runner.remaining_budget()) + 1
         if remaining < child.time_budget_seconds:
             Execution.objects.filter(pk=child.pk).update(time_budget_seconds=remaining)
             child.time_budget_seconds = remaining

@@ -242,7 +242,7 @@ class Runner:
         }
         graph_task = asyncio.ensure_future(self.graph.ainvoke(state, config))
         watcher = asyncio.ensure_future(self._watch())
-        remaining = self._remaining_budget()
+        remaining = self.remaining_budget()
         try:
             done, _ = await asyncio.wait({graph_task, watcher}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -262,7 +262,7 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _remaining_budget(self) -> float:
+    def remaining_budget(self) -> float:
         started = self.execution.started_at or timezone.now()
         elapsed = (timezone.now() - started).total_seconds()
         return max(0.0, self.execution.time_budget_seconds - elapsed)
@@ -389,9 +389,10 @@ class Runner:
             await self._fail(record_id, node_id, node_type.type, attempt, status, failure.error(), started)
             raise failure from None
         delta = dataflow.run_delta(self.plan, node_id, step, state, outputs)
-        usage = {**result.usage, **context.usage}
         await self._published(
-            await db(self._record_success)(record_id, node_id, node_type.type, attempt, outputs, usage, delta, started)
+            await db(self._record_success)(
+                record_id, node_id, node_type.type, attempt, outputs, result.usage, delta, started
+            )
         )
         self.attempts[node_id] = 0  # a loop's next pass is a new first attempt, not a retry
         return delta

@@ -85,56 +85,33 @@ def execution_status(
     return _append(execution, "execution.status", payload, sink=sink)
 
 
-def node_started(
-    execution: Execution,
+def node_started_payload(*, node_type: str, attempt: int, inputs: dict) -> dict:
+    return {"node_type": node_type, "attempt": attempt, "inputs": truncate(inputs)}
+
+
+def node_finished_payload(
     *,
-    node_id: str,
-    node_type: str,
-    attempt: int,
-    inputs: dict,
-    lease: str,
-    sink: list | None = None,
-) -> ExecutionEvent:
-    payload = {"node_type": node_type, "attempt": attempt, "inputs": truncate(inputs)}
-    return _append(execution, "node.started", payload, node_id, lease, sink)
-
-
-def node_completed(
-    execution: Execution,
-    *,
-    node_id: str,
-    node_type: str,
-    attempt: int,
-    outputs: dict,
-    duration_ms: int,
-    usage: dict,
-    lease: str,
-    sink: list | None = None,
-) -> ExecutionEvent:
-    payload = {
-        "node_type": node_type,
-        "attempt": attempt,
-        "outputs": truncate(outputs),
-        "duration_ms": duration_ms,
-        "usage": usage,
-    }
-    return _append(execution, "node.completed", payload, node_id, lease, sink)
-
-
-def node_failed(
-    execution: Execution,
-    *,
-    node_id: str,
     node_type: str,
     attempt: int,
     status: str,
-    error: dict,
+    outputs: dict | None,
+    usage: dict,
+    error: dict | None,
     duration_ms: int,
-    lease: str,
-    sink: list | None = None,
+) -> tuple[str, dict]:
+    """The kind and payload of a node attempt's end: `node.completed`, or `node.failed` with its error."""
+    if status == "succeeded":
+        payload = {"outputs": truncate(outputs), "duration_ms": duration_ms, "usage": usage}
+        return "node.completed", {"node_type": node_type, "attempt": attempt, **payload}
+    payload = {"status": status, "error": error, "duration_ms": duration_ms}
+    return "node.failed", {"node_type": node_type, "attempt": attempt, **payload}
+
+
+def node_event(
+    execution: Execution, *, kind: str, node_id: str, payload: dict, lease: str, sink: list | None = None
 ) -> ExecutionEvent:
-    payload = {"node_type": node_type, "attempt": attempt, "status": status, "error": error, "duration_ms": duration_ms}
-    return _append(execution, "node.failed", payload, node_id, lease, sink)
+    """A node's started/completed/failed event (payloads from the functions above)."""
+    return _append(execution, kind, payload, node_id, lease, sink)
 
 
 def node_skipped(

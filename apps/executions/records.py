@@ -39,7 +39,7 @@ def node_started(
     execution: Execution, *, lease: str, node_id: str, node_type: str, attempt: int, inputs: dict, step: int
 ) -> tuple[int, ExecutionEvent]:
     now = timezone.now()
-    payload = {"node_type": node_type, "attempt": attempt, "inputs": events.truncate(inputs)}
+    payload = events.node_started_payload(node_type=node_type, attempt=attempt, inputs=inputs)
     if connection.vendor != "postgresql":
         with transaction.atomic():
             record = NodeExecution.objects.create(
@@ -51,11 +51,11 @@ def node_started(
                 started_at=now,
                 step=step,
             )
-            sink: list = []
-            events.node_started(
-                execution, node_id=node_id, node_type=node_type, attempt=attempt, inputs=inputs, lease=lease, sink=sink
+            # A sink, not on_commit: the engine publishes the returned event from its own loop.
+            event = events.node_event(
+                execution, kind="node.started", node_id=node_id, payload=payload, lease=lease, sink=[]
             )
-        return record.pk, sink[0]
+        return record.pk, event
     row = _one(
         f"""
         WITH seq AS ({_NEXT_SEQ}),
@@ -91,24 +91,15 @@ def node_finished(
     execution: Execution, *, lease: str, record_id: int, node_id: str, node_type: str, attempt: int, result: Finished
 ) -> ExecutionEvent:
     now = timezone.now()
-    if result.status == NodeExecution.Status.SUCCEEDED:
-        kind = "node.completed"
-        payload = {
-            "node_type": node_type,
-            "attempt": attempt,
-            "outputs": events.truncate(result.outputs),
-            "duration_ms": result.duration_ms,
-            "usage": result.usage,
-        }
-    else:
-        kind = "node.failed"
-        payload = {
-            "node_type": node_type,
-            "attempt": attempt,
-            "status": result.status,
-            "error": result.error,
-            "duration_ms": result.duration_ms,
-        }
+    kind, payload = events.node_finished_payload(
+        node_type=node_type,
+        attempt=attempt,
+        status=result.status,
+        outputs=result.outputs,
+        usage=result.usage,
+        error=result.error,
+        duration_ms=result.duration_ms,
+    )
     error = result.error or {}
     if connection.vendor != "postgresql":
         with transaction.atomic():
@@ -122,9 +113,8 @@ def node_finished(
                 finished_at=now,
                 duration_ms=result.duration_ms,
             )
-            sink: list = []
-            events._append(execution, kind, payload, node_id, lease, sink)
-        return sink[0]
+            event = events.node_event(execution, kind=kind, node_id=node_id, payload=payload, lease=lease, sink=[])
+        return event
     row = _one(
         f"""
         WITH seq AS ({_NEXT_SEQ}),

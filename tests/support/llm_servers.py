@@ -13,6 +13,7 @@ streaming parsers and error mapping.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import socket
@@ -131,7 +132,7 @@ class _HTTPServer(ThreadingHTTPServer):
         pass
 
 
-class LoopbackLLMServer:
+class LoopbackLLMServer(abc.ABC):
     """The shared machinery: socket, thread, request log, reply queue and key check."""
 
     chat_path: ClassVar[str]
@@ -230,17 +231,21 @@ class LoopbackLLMServer:
         authorization = handler.headers.get("Authorization") or ""
         return authorization.removeprefix("Bearer ").strip() or None
 
+    @abc.abstractmethod
     def unauthorized_body(self, key: str) -> Any:
-        raise NotImplementedError
+        """The body of the 401 answer for a wrong key, in the vendor's shape."""
 
+    @abc.abstractmethod
     def error_body(self, status: int, message: str) -> Any:
-        raise NotImplementedError
+        """The body of an error answer with this status, in the vendor's shape."""
 
+    @abc.abstractmethod
     def complete(self, body: dict[str, Any], reply: Reply, usage: tuple[int, int]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The non-streaming answer."""
 
+    @abc.abstractmethod
     def stream(self, handler: _Handler, body: dict[str, Any], reply: Reply, usage: tuple[int, int]) -> None:
-        raise NotImplementedError
+        """Write the streaming answer to the handler."""
 
 
 class OpenAIServer(LoopbackLLMServer):
