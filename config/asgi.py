@@ -1,6 +1,7 @@
 """
 ASGI entry point, served by daphne (or uvicorn workers): HTTP goes to Django,
-WebSockets pass the origin check and session authentication, then the routes.
+WebSockets pass the origin check and authentication
+(session cookie or API key, apps.users.sockets), then the routes.
 """
 
 import asyncio
@@ -13,17 +14,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.executions.broadcast import register_server_loop  # noqa: E402
+from apps.users.sockets import SocketStack  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SocketStack(URLRouter(websocket_urlpatterns)),
     }
 )
 

@@ -70,7 +70,7 @@ async def events_committed(events: list, *, workflow_id: Any) -> None:
     """
     The async twin of event_committed, for the engine (already on its event loop). Events that
     committed together travel together: one message per group, `{"type": "execution.events",
-    "execution_id", "events": [...]}` with the events in seq order.
+    "execution_id", "workflow_id", "events": [...]}` with the events in seq order.
     """
     layer = get_channel_layer()
     if layer is None or not events:
@@ -79,7 +79,8 @@ async def events_committed(events: list, *, workflow_id: Any) -> None:
     for event in events:
         by_run.setdefault(str(event.execution_id), []).append(event_message(event))
     for execution_id, messages in by_run.items():
-        batch = {"type": "execution.events", "execution_id": execution_id, "events": messages}
+        batch = {"type": "execution.events", "execution_id": execution_id, "workflow_id": workflow_id}
+        batch["events"] = messages
         try:
             await layer.group_send(execution_group(execution_id), batch)
             await layer.group_send(workflow_group(workflow_id), batch)

@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.users.models import LoginAttempt, User
+from apps.users import services
+from apps.users.models import ApiKey, LoginAttempt, User
 
 
 @admin.register(User)
@@ -79,4 +80,30 @@ class LoginAttemptAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: LoginAttempt | None = None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Operators see and revoke keys; keys are created by their owners (the full key is never stored)."""
+
+    list_display = ["name", "masked", "owner", "scopes", "status", "created_at", "last_used_at", "expires_at"]
+    list_filter = ["status", "created_at", "last_used_at"]
+    search_fields = ["name", "prefix", "owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    autocomplete_fields = ["owner"]
+    readonly_fields = ["owner", "prefix", "last_four", "created_at", "last_used_at", "revoked_at", "status", "scopes"]
+    fields = ["name", "description", *readonly_fields, "expires_at"]
+    actions = ["revoke"]
+
+    @admin.display(description=_("key"))
+    def masked(self, api_key: ApiKey) -> str:
+        return api_key.masked
+
+    @admin.action(description=_("Revoke selected keys"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(services.api_key_revoke(api_key=api_key) for api_key in queryset)
+        self.message_user(request, _("%(count)d key(s) revoked.") % {"count": revoked})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -21,3 +21,13 @@ class LoginAttemptQuerySet(models.QuerySet):
 
     def older_than(self, moment: datetime) -> LoginAttemptQuerySet:
         return self.filter(created_at__lt=moment)
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ApiKeyQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
+    def usable(self, now: datetime) -> ApiKeyQuerySet:
+        return self.filter(status="active").filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import PurePath
 
 from django.contrib.auth.models import AbstractUser
@@ -8,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.users.managers import LoginAttemptQuerySet, UserManager
+from apps.users.managers import ApiKeyQuerySet, LoginAttemptQuerySet, UserManager
 from apps.users.validators import validate_avatar, validate_time_zone
 
 
@@ -95,3 +96,55 @@ class LoginAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identifier} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ApiKey(models.Model):
+    """
+    A program's credential. Only a salted SHA-256 of the key is stored: the key is shown once, at
+    creation; afterwards only `prefix` (which also finds the row) and `last_four` identify it.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", _("Read")
+        WRITE = "write", _("Write")
+        EXECUTE = "execute", _("Execute")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        REVOKED = "revoked", _("Revoked")
+
+    owner = models.ForeignKey(User, verbose_name=_("owner"), on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    scopes = models.JSONField(_("scopes"), default=list, help_text=_("Any of read, write, execute."))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    prefix = models.CharField(_("prefix"), max_length=24, unique=True, editable=False)
+    last_four = models.CharField(_("last four"), max_length=4, editable=False)
+    salt = models.CharField(max_length=32, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="apikey_owner_time")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…{self.last_four}"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.status == self.Status.ACTIVE and (self.expires_at is None or self.expires_at > now)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
-from datetime import timedelta
+import re
+import secrets
+import string
+from datetime import datetime, timedelta
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.users.models import LoginAttempt, User
+from apps.users.models import ApiKey, LoginAttempt, User
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +142,77 @@ def demo_operator_ensure(*, username: str, email: str, password: str) -> tuple[U
     user.groups.add(Group.objects.get_or_create(name=OPERATORS_GROUP)[0])
     EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
     return user, created
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+API_KEY_PREFIX = "sb_"
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+_API_KEY_SHAPE = re.compile(r"^sb_[A-Za-z0-9]{12}_[A-Za-z0-9]{40}$")
+
+
+def _api_key_hash(salt: str, key: str) -> str:
+    return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
+
+
+def api_key_create(
+    *,
+    owner: User,
+    name: str,
+    scopes: list[str],
+    description: str = "",
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key for `owner`; returns the row and the full key, which is never available again."""
+    unknown = sorted(set(scopes) - set(ApiKey.Scope.values))
+    if unknown or not scopes:
+        raise ValidationError(
+            {"scopes": f"Unknown scope(s): {', '.join(unknown)}." if unknown else "Give at least one scope."}
+        )
+    if not name.strip():
+        raise ValidationError({"name": "The key needs a name."})
+    alphabet = string.ascii_letters + string.digits
+    lookup = "".join(secrets.choice(alphabet) for _ in range(12))
+    key = f"{API_KEY_PREFIX}{lookup}_{''.join(secrets.choice(alphabet) for _ in range(40))}"
+    salt = secrets.token_hex(16)
+    api_key = ApiKey.objects.create(
+        owner=owner,
+        name=name.strip()[:100],
+        description=description,
+        scopes=[scope for scope in ApiKey.Scope.values if scope in scopes],
+        prefix=f"{API_KEY_PREFIX}{lookup}",
+        last_four=key[-4:],
+        salt=salt,
+        hashed_key=_api_key_hash(salt, key),
+        expires_at=expires_at,
+    )
+    return api_key, key
+
+
+def api_key_authenticate(key: str) -> ApiKey | None:
+    """
+    The usable key `key` names, or None. The prefix finds the row; the salted hash is compared in
+    constant time. `last_used_at` is written at most once a minute per key, not on every request.
+    """
+    if not _API_KEY_SHAPE.match(key or ""):
+        return None
+    now = timezone.now()
+    api_key = ApiKey.objects.usable(now).select_related("owner").filter(prefix=key[:15]).first()
+    if api_key is None or not hmac.compare_digest(api_key.hashed_key, _api_key_hash(api_key.salt, key)):
+        return None
+    if not api_key.owner.is_active:
+        return None
+    if api_key.last_used_at is None or api_key.last_used_at < now - API_KEY_TOUCH_INTERVAL:
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - API_KEY_TOUCH_INTERVAL)
+        ).update(last_used_at=now)
+    return api_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> bool:
+    """Revoke; False when it was already revoked (compare-and-set, so two revokes record one time)."""
+    return bool(
+        ApiKey.objects.filter(pk=api_key.pk, status=ApiKey.Status.ACTIVE).update(
+            status=ApiKey.Status.REVOKED, revoked_at=timezone.now()
+        )
+    )
