@@ -8,58 +8,16 @@ import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.db import connections
-from django.test import Client
+from django.db import transaction
 
 from apps.executions import engine, services
-from config.asgi import application
-from tests.factories import UserFactory, published, scripted
+from tests.factories import UserFactory
 from tests.support.services import closing_connections
+from tests.support.sockets import close_shared_thread_connections, connect, flow, receive_until_closed, session_cookie
+
+__all__ = ["close_shared_thread_connections"]  # an autouse fixture, imported to apply here
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://testserver")
-
-
-def session_cookie(user) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
-    return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
-
-
-def flow(owner):
-    node = ("l", "llm", {**scripted("streamed words here", chunk_size=6, delay_ms=50), "prompt": "{{ x }}"})
-    return published(
-        owner,
-        [("in", "input", {"name": "t"}), node, ("o", "output", {"name": "o"})],
-        [("in", "value", "l", "x"), ("l", "text", "o", "value")],
-    )
-
-
-async def connect(path: str, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def receive_until_closed(communicator: WebsocketCommunicator) -> tuple[list[dict], int]:
-    messages = []
-    while True:
-        output = await communicator.receive_output(timeout=10)
-        if output["type"] == "websocket.close":
-            return messages, output.get("code", 1000)
-        messages.append(json.loads(output["text"]))
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections_of_the_shared_thread():
-    # sync_to_async work from these tests and the consumer runs in one shared thread whose
-    # connection PostgreSQL would otherwise still count when the test database is dropped.
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
@@ -120,3 +78,35 @@ async def test_a_live_run_streams_every_event_once_in_order_and_its_text(owner):
     assert "".join(m["text"] for m in messages if m["type"] == "delta") == "streamed words here"
     kinds = [m.get("event_type", m["type"]) for m in messages]
     assert kinds.index("delta") < kinds.index("node.completed", kinds.index("delta"))
+
+
+async def test_an_event_committed_between_joining_and_reading_is_delivered_once(owner, monkeypatch):
+    """The consumer joins the live group, then reads stored events: one committed in between comes both ways."""
+    from apps.executions import events, streams
+    from apps.executions.models import Execution
+
+    execution = await sync_to_async(
+        lambda: services.execution_run(version=flow(owner), inputs={"t": "go"}, owner=owner)
+    )()
+    read = streams.stored_events_after
+    committed = []
+
+    def commit_status(status: str) -> None:
+        with transaction.atomic():
+            committed.append(events.execution_status(Execution.objects.get(pk=execution.pk), status=status).seq)
+
+    async def read_after_a_commit(execution_id, seq, *, limit):
+        if not committed:
+            await sync_to_async(commit_status)("running")  # broadcast on commit, into the joined group
+        return await read(execution_id, seq, limit=limit)
+
+    monkeypatch.setattr(streams, "stored_events_after", read_after_a_commit)
+    cookie = await sync_to_async(session_cookie)(owner)
+    communicator = await connect(f"/ws/executions/{execution.pk}/", cookie)
+    first = json.loads((await communicator.receive_output(timeout=10))["text"])
+    await sync_to_async(commit_status)("succeeded")
+    messages, code = await receive_until_closed(communicator)
+    stored = await sync_to_async(lambda: list(execution.events.values_list("seq", flat=True)))()
+    assert code == 1000
+    assert [first["seq"], *(m["seq"] for m in messages)] == stored
+    assert committed[0] in stored

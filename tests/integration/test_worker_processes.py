@@ -7,10 +7,6 @@ path whatever this suite's own settings are.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,31 +16,9 @@ from dramatiq.brokers.redis import RedisBroker
 
 from apps.users.models import LoginAttempt
 from apps.users.tasks import prune_login_attempts
-from tests.support.services import BASE_DIR, process_env, wait_until
+from tests.support.services import wait_until, worker_process
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-@contextlib.contextmanager
-def worker_process(**env: str | None) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
-        cwd=BASE_DIR,
-        env=process_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        print(output)  # shown by pytest when the test fails
 
 
 def old_and_new_attempts() -> None:

@@ -212,3 +212,26 @@ def closing_connections(function: Callable, *args: object, **kwargs: object) -> 
             connections.close_all()
 
     return target
+
+
+@contextlib.contextmanager
+def worker_process(**env: str | None) -> Iterator[subprocess.Popen]:
+    """A real `manage.py rundramatiq` process (one process, two threads) on the test database."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
+        cwd=BASE_DIR,
+        env=process_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        print(output)  # shown by pytest when the test fails
