@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.users.models import LoginAttempt
+from apps.users.models import ApiKey, LoginAttempt
+from apps.users.services import api_key_authenticate, api_key_create
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +45,7 @@ def test_the_user_list_shows_failed_logins_of_the_last_day(client, operator):
     assert response.context["cl"].result_list[0].failed_logins_24h == 3
 
 
-@pytest.mark.parametrize("path", ["/admin/users/user/", "/admin/users/loginattempt/"])
+@pytest.mark.parametrize("path", ["/admin/users/user/", "/admin/users/loginattempt/", "/admin/users/apikey/"])
 def test_the_changelists_use_a_fixed_number_of_queries(client, operator, path):
     def count_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
@@ -53,10 +54,12 @@ def test_the_changelists_use_a_fixed_number_of_queries(client, operator, path):
 
     UserFactory(username="one")
     LoginAttempt.objects.create(user=operator, identifier="root", outcome="failed")
+    api_key_create(owner=operator, name="first", scopes=["read"])
     baseline = count_queries()
     for n in range(10):
         user = UserFactory(username=f"more{n}")
         LoginAttempt.objects.create(user=user, identifier=user.username, outcome="failed")
+        api_key_create(owner=user, name=f"key {n}", scopes=["read", "execute"])
     assert count_queries() == baseline
 
 
@@ -75,3 +78,20 @@ def test_login_records_are_read_only(client, operator):
 def test_the_admin_speaks_simplified_chinese(client, operator):
     page = client.get("/admin/", headers={"Accept-Language": "zh-hans"}).content.decode()
     assert "Switchboard 运营后台" in page
+
+
+def test_operators_find_keys_by_owner_and_revoke_them_without_seeing_them(client, operator):
+    alice = UserFactory(username="alice")
+    api_key, key = api_key_create(owner=alice, name="alice's job", scopes=["read"])
+    page = client.get("/admin/users/apikey/", {"q": "alice"}).content.decode()
+    assert api_key.masked in page
+    assert key not in page
+    assert key not in client.get(f"/admin/users/apikey/{api_key.pk}/change/").content.decode()
+    assert client.get("/admin/users/apikey/add/").status_code == 403
+
+    response = client.post(
+        "/admin/users/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}, follow=True
+    )
+    assert "1 key(s) revoked." in response.content.decode()
+    assert ApiKey.objects.get(pk=api_key.pk).status == ApiKey.Status.REVOKED
+    assert api_key_authenticate(key) is None
