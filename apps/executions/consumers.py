@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 from django.conf import settings
 
 from apps.executions.broadcast import execution_group, workflow_group
-from apps.executions.streams import RunStream, visible_execution, visible_workflow
+from apps.executions.streams import RunStream, visible_execution, visible_workflow, whole_number
 from apps.users.sockets import refusal_code
 
 CLOSE_BAD_REQUEST = 4400
@@ -35,15 +35,15 @@ class ExecutionConsumer(AsyncJsonWebsocketConsumer):
         if code := refusal_code(self.scope):
             await self.close(code=code)
             return
-        after = parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", ["0"])[0]
-        if not after.isdigit():
+        after = whole_number(parse_qs(self.scope.get("query_string", b"").decode()).get("after_seq", ["0"])[0])
+        if after is None:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         run = await visible_execution(self.scope["user"], self.scope["url_route"]["kwargs"]["execution_id"])
         if run is None:
             await self.close(code=CLOSE_NOT_FOUND)  # missing, malformed and not yours look the same
             return
-        self.stream = RunStream(run["id"], int(after))
+        self.stream = RunStream(run["id"], after, ended=run["ended"])
         self.group = execution_group(run["id"])
         # Join before reading: whatever commits after the read arrives live; the cursor drops repeats.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -104,7 +104,7 @@ class MultiplexConsumer(AsyncWebsocketConsumer):
             return
         self.user = self.scope["user"]
         self.streams: dict[str, RunStream] = {}  # run id -> cursor, shared by run and workflow subscriptions
-        self.workflow_of: dict[str, str] = {}  # run id -> its workflow id, for the envelope
+        self.workflow_of: dict[str, int] = {}  # run id -> its workflow id, for the envelope
         self.runs: set[str] = set()  # runs subscribed one by one
         self.workflows: set[str] = set()
 
@@ -150,7 +150,7 @@ class MultiplexConsumer(AsyncWebsocketConsumer):
 
     async def _subscribe_run(self, data: dict) -> None:
         after = data.get("after_seq", 0)
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        if isinstance(after, str) or whole_number(after) is None:
             raise RequestError("'after_seq' must be a whole number, 0 or more.")
         run = await visible_execution(self.user, data.get("graph_exec_id"))
         if run is None:
@@ -158,9 +158,9 @@ class MultiplexConsumer(AsyncWebsocketConsumer):
         execution_id = str(run["id"])
         if execution_id not in self.runs:
             self.runs.add(execution_id)
-            self.workflow_of[execution_id] = str(run["workflow_id"])
+            self.workflow_of[execution_id] = run["workflow_id"]
             # Already followed through its workflow: what was sent stays sent.
-            self.streams.setdefault(execution_id, RunStream(execution_id, after))
+            self.streams.setdefault(execution_id, RunStream(execution_id, after, ended=run["ended"]))
             await self.channel_layer.group_add(execution_group(execution_id), self.channel_name)
         channel = run_channel(self.user.pk, execution_id)
         await self._send({"method": "subscribe_graph_execution", "success": True, "channel": channel})
@@ -204,8 +204,8 @@ class MultiplexConsumer(AsyncWebsocketConsumer):
         execution_id = message["execution_id"]
         stream = self.streams.get(execution_id)
         if stream is None:
-            workflow_id = str(message.get("workflow_id"))
-            if execution_id in self.runs or workflow_id not in self.workflows:
+            workflow_id = message.get("workflow_id")
+            if execution_id in self.runs or str(workflow_id) not in self.workflows:
                 return  # unsubscribed while the message was on its way
             # A run first seen through its workflow: follow it from this batch on.
             stream = self.streams[execution_id] = RunStream(execution_id, message["events"][0]["seq"] - 1)

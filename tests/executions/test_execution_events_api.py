@@ -96,6 +96,8 @@ async def test_sse_resumes_after_last_event_id_and_it_wins_over_the_query(owner,
     assert [e["id"] for e in events] == stored[4:]
     events, _ = await read_stream(client, f"{url(execution)}?after_seq=2")
     assert [e["id"] for e in events] == stored[2:]
+    events, _ = await read_stream(client, url(execution), **{"Last-Event-ID": str(stored[-1])})
+    assert events == []  # resumed at the end of a finished run: the stream ends at once
 
 
 async def test_sse_follows_a_live_run_with_keep_alives_exactly_once(owner, client, settings):
@@ -172,6 +174,7 @@ async def test_bad_cursors_are_400_naming_the_parameter(owner, client):
     cases = [
         ({"after_seq": "-1"}, {}, "after_seq"),
         ({"after_seq": "abc"}, {}, "after_seq"),
+        ({"after_seq": "\u00b2"}, {}, "after_seq"),
         ({"limit": "x"}, {}, "limit"),
         ({}, {**SSE, "Last-Event-ID": "seven"}, "Last-Event-ID"),
     ]

@@ -57,8 +57,16 @@ async def test_a_finished_run_is_replayed_in_order_then_closed(owner):
 
     later, _ = await receive_until_closed(await connect(f"/ws/executions/{execution.pk}/?after_seq=3", cookie))
     assert [m["seq"] for m in later] == stored[3:]
-    bad, code = await receive_until_closed(await connect(f"/ws/executions/{execution.pk}/?after_seq=-1", cookie))
-    assert (bad, code) == ([], 4400)
+    for cursor in ("-1", "%C2%B2", "1e3", "9" * 19):
+        bad, code = await receive_until_closed(
+            await connect(f"/ws/executions/{execution.pk}/?after_seq={cursor}", cookie)
+        )
+        assert (bad, code) == ([], 4400), cursor
+    for past_the_end in (stored[-1], stored[-1] + 10):
+        nothing, code = await receive_until_closed(
+            await connect(f"/ws/executions/{execution.pk}/?after_seq={past_the_end}", cookie)
+        )
+        assert (nothing, code) == ([], 1000)
 
 
 async def test_a_live_run_streams_every_event_once_in_order_and_its_text(owner):

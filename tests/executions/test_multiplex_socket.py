@@ -85,6 +85,9 @@ async def test_heartbeat_is_answered_pong(socket):
             "'after_seq' must be a whole number",
         ),
         ('{"method": "subscribe_graph_executions", "data": {"graph_id": "1; drop"}}', "No such workflow"),
+        ('{"method": "subscribe_graph_executions", "data": {"graph_id": "\u00b2"}}', "No such workflow"),
+        ('{"method": "subscribe_graph_executions", "data": {"graph_id": true}}', "No such workflow"),
+        ('{"method": "subscribe_graph_execution", "data": {"graph_exec_id": "x", "after_seq": "3"}}', "'after_seq'"),
         ('{"method": "unsubscribe", "data": {"channel": "1|graph_exec#x"}}', "Not subscribed"),
     ],
 )
@@ -133,7 +136,7 @@ async def test_subscribing_to_a_finished_run_replays_its_events_in_the_envelope(
         expected = "graph_execution_event" if kind.startswith("execution.") else "node_execution_event"
         assert message["method"] == expected
         assert message["data"]["graph_exec_id"] == str(execution.pk)
-        assert message["data"]["graph_id"] == str(execution.version.workflow_id)
+        assert message["data"]["graph_id"] == execution.version.workflow_id
 
     # after_seq: only what follows, on a second subscription to another run's replay.
     await send(socket, "unsubscribe", {"channel": channel})
@@ -141,6 +144,14 @@ async def test_subscribing_to_a_finished_run_replays_its_events_in_the_envelope(
     await send(socket, "subscribe_graph_execution", {"graph_exec_id": str(execution.pk), "after_seq": 3})
     assert (await receive(socket))["success"] is True
     assert [m["data"]["seq"] for m in await events_until_terminal(socket)] == stored[3:]
+
+    # A cursor at the end of a finished run: acknowledged, nothing follows.
+    await send(socket, "unsubscribe", {"graph_exec_id": str(execution.pk)})
+    await receive(socket)
+    await send(socket, "subscribe_graph_execution", {"graph_exec_id": str(execution.pk), "after_seq": stored[-1]})
+    assert (await receive(socket))["method"] == "subscribe_graph_execution"
+    await send(socket, "heartbeat")
+    assert (await receive(socket))["data"] == "pong"
 
 
 async def test_another_users_run_and_workflow_look_missing(owner, socket):

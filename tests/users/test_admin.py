@@ -89,9 +89,7 @@ def test_operators_find_keys_by_owner_and_revoke_them_without_seeing_them(client
     assert key not in client.get(f"/admin/users/apikey/{api_key.pk}/change/").content.decode()
     assert client.get("/admin/users/apikey/add/").status_code == 403
 
-    response = client.post(
-        "/admin/users/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}, follow=True
-    )
+    response = client.post("/admin/users/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}, follow=True)
     assert "1 key(s) revoked." in response.content.decode()
     assert ApiKey.objects.get(pk=api_key.pk).status == ApiKey.Status.REVOKED
     assert api_key_authenticate(key) is None

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.http import require_GET
 
 from apps.executions.broadcast import execution_group
-from apps.executions.streams import RunStream, stored_events_after, visible_execution
+from apps.executions.streams import RunStream, stored_events_after, visible_execution, whole_number
 from apps.users.authentication import request_principal
 
 PAGE_DEFAULT = 500
@@ -35,9 +35,9 @@ def error_response(status: int, code: str, message: str, fields: dict | None = N
 def _whole_number(value: str | None, name: str) -> int | JsonResponse:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if whole_number(value) is None:
         return error_response(400, "invalid", f"'{name}' must be a whole number, 0 or more.", {name: ["Not a number."]})
-    return int(value)
+    return whole_number(value)
 
 
 @require_GET
@@ -58,7 +58,8 @@ async def execution_events(request: HttpRequest, execution_id: str) -> HttpRespo
     if isinstance(after, JsonResponse):
         return after
     if streaming:
-        response = StreamingHttpResponse(_event_stream(RunStream(run["id"], after)), content_type="text/event-stream")
+        stream = RunStream(run["id"], after, ended=run["ended"])
+        response = StreamingHttpResponse(_event_stream(stream), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
         return response
