@@ -18,7 +18,7 @@ from playwright.async_api import Page
 from apps.executions import services
 from apps.executions.models import Execution, ExecutionEvent
 from tests.factories import UserFactory, published, scripted
-from tests.support.services import ServerProcess
+from tests.support.services import ServerProcess, worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,6 +82,16 @@ async def _close_connections_of_the_shared_thread():
     # otherwise still be open when the test database is dropped.
     yield
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(autouse=True)
+def worker(server: ServerProcess):
+    """On a real broker (Redis in CI) runs wait for a worker process; the embedded server has its own."""
+    if settings.EMBEDDED_WORKER:
+        yield None
+        return
+    with worker_process() as process:
+        yield process
 
 
 @pytest.fixture

@@ -195,7 +195,7 @@ async def test_a_workflow_subscription_follows_every_new_run_of_it_once(owner, s
     for run in runs:
         received = [m["data"]["seq"] for m in before + after if m["data"]["graph_exec_id"] == str(run.pk)]
         assert received == await sync_to_async(stored_seqs)(run)
-    assert {m["channel"] for m in before} == {channel}
+    assert {m["channel"] for m in before} <= {channel}  # on Redis they may come after the acknowledgement
     assert {m["channel"] for m in after if m["data"]["graph_exec_id"] == str(runs[0].pk)} == {
         f"{owner.pk}|graph_exec#{runs[0].pk}"
     }
