@@ -6,6 +6,9 @@ through the real engine in this process on PostgreSQL, against the same graph sh
 LangGraph StateGraph with no-op nodes; plus the database transactions each run commits.
 B2, throughput: thousands of runs of a 3-node workflow started through the service layer and
 executed by real `manage.py rundramatiq` worker processes on the Redis broker.
+B3, live streaming latency: a node's completion from its commit to WebSocket clients of a
+`manage.py serve` (daphne) process, 1 and 100 of them on one run, beside a bare `websockets`
+broadcast server fed through Redis; and the memory of an idle socket (bench/b3.py).
 
 Everything runs against a throwaway PostgreSQL database and Redis database 13, both cleaned up at
 the end (also after a failure), and every wait has a deadline. Prints a table and writes
@@ -40,6 +43,9 @@ import psycopg
 import redis
 from langgraph.graph import START, StateGraph
 
+from bench import b3
+from bench.common import BenchTimeout, percentile, wait_until
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 RESULT_PATH = BASE_DIR / "var" / "bench" / "latest.json"
 WORKER_LOG_PATH = BASE_DIR / "var" / "bench" / "workers.log"
@@ -50,16 +56,13 @@ TARGET_MS_PER_NODE = 5.0
 TARGET_COMMITS_PER_NODE = 2.0
 TARGET_RUNS_PER_SECOND = 150.0
 # The whole bench is stopped (and cleaned up) if it runs longer than this; B2 stops waiting for its
-# runs early enough to leave CLEANUP_RESERVE_SECONDS for stopping workers and dropping the database.
-WATCHDOG_SECONDS = 340
+# runs early enough to leave CLEANUP_RESERVE_SECONDS for stopping workers and dropping the database,
+# and B3's budget when B3 runs after it.
+WATCHDOG_SECONDS = 340 + b3.BUDGET_SECONDS
 CLEANUP_RESERVE_SECONDS = 40
 CHAINS = (1, 10, 50)
 FAN_OUT = 5
 HEADLINE_SHAPE = "chain-50"
-
-
-class BenchTimeout(Exception):
-    """A deadline passed; the bench stops and cleans up instead of hanging."""
 
 
 _started = time.monotonic()
@@ -73,14 +76,6 @@ def time_left() -> float:
 def watchdog_disarm() -> None:
     # Cleaning up has deadlines of its own; the watchdog must not interrupt it halfway.
     signal.alarm(0)
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise BenchTimeout(f"{what} did not happen within {timeout:g} s")
-        time.sleep(interval)
 
 
 # =============================================================================
@@ -629,11 +624,7 @@ def run_timeline(workflow: Any, first_send: float) -> dict:
     }
 
 
-def percentile(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
-
-
-def b2(count: int, workers: WorkerConfig, producers: int, deadline: float) -> dict:
+def b2(count: int, workers: WorkerConfig, producers: int, deadline: float, reserve: float = 0.0) -> dict:
     import dramatiq
 
     owner = bench_owner_b2()
@@ -641,8 +632,8 @@ def b2(count: int, workers: WorkerConfig, producers: int, deadline: float) -> di
     dramatiq.get_broker().flush_all()  # B1's messages, which nobody consumed
     with worker_processes(workers) as process:
         ready_s, warmups = workers_warm_up(warmup_version, owner, workers)
-        # Counted from the first send, and never into the time the cleanup needs.
-        deadline = max(5.0, min(deadline, time_left()))
+        # Counted from the first send, and never into the time the cleanup (or a later benchmark) needs.
+        deadline = max(5.0, min(deadline, time_left() - reserve))
         first_send, last_send = start_runs(version, owner, count, producers, timeout=deadline)
         finished = wait_terminal(version.workflow, count, timeout=max(1.0, deadline - (time.time() - first_send)))
         waited = time.time() - first_send
@@ -818,6 +809,8 @@ def report(results: dict) -> str:
         lines += [*b1_table(results["B1"]), ""]
     if "B2" in results:
         lines += [*b2_table(results["B2"]), ""]
+    if "B3" in results:
+        lines += [*b3.b3_table(results["B3"]), ""]
     if "error" in results:
         lines.append(f"ERROR: {results['error']}")
     return "\n".join(lines)
@@ -835,7 +828,7 @@ def write_results(results: dict) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--only", choices=("B1", "B2"), help="run one benchmark only")
+    parser.add_argument("--only", choices=("B1", "B2", "B3"), help="run one benchmark only")
     parser.add_argument("--runs", type=int, default=20, help="B1: timed runs per shape (default 20)")
     parser.add_argument("--warmups", type=int, default=2, help="B1: untimed runs per shape first (default 2)")
     parser.add_argument("--b2-runs", type=int, default=2000, help="B2: runs to start (default 2000)")
@@ -844,6 +837,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--producers", type=int, default=2, help="B2: threads starting runs (default 2)")
     parser.add_argument(
         "--b2-deadline", type=float, default=240, help="B2: seconds from the first send until unfinished runs are lost"
+    )
+    parser.add_argument(
+        "--b3-nodes", type=int, default=200, help="B3: nodes per run, each completion measured (default 200)"
+    )
+    parser.add_argument(
+        "--b3-subscribers", type=int, default=100, help="B3: clients on one run, beside the 1-client runs (default 100)"
+    )
+    parser.add_argument(
+        "--b3-idle-sockets", type=int, default=400, help="B3: idle sockets whose memory is measured (default 400)"
     )
     return parser.parse_args(argv)
 
@@ -867,7 +869,17 @@ def run(args: argparse.Namespace, results: dict) -> None:
         if args.only in (None, "B2"):
             workers = WorkerConfig(args.processes, args.threads)
             print(f"B2: {args.b2_runs} runs on {' '.join(workers.argv()[2:])} ...", flush=True)
-            results["B2"] = b2(args.b2_runs, workers, args.producers, args.b2_deadline)
+            reserve = b3.BUDGET_SECONDS if args.only is None else 0.0
+            results["B2"] = b2(args.b2_runs, workers, args.producers, args.b2_deadline, reserve)
+        if args.only in (None, "B3"):
+            print(f"B3: streaming latency, 1 and {args.b3_subscribers} subscribers ...", flush=True)
+            results["B3"] = b3.b3(
+                redis_url=REDIS_URL,
+                nodes=args.b3_nodes,
+                subscribers_max=args.b3_subscribers,
+                idle_sockets=args.b3_idle_sockets,
+                budget_s=min(b3.BUDGET_SECONDS, time_left()),
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
