@@ -49,6 +49,6 @@ messages: $(VENV)/.dev-installed
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
 
-## bench: engine overhead per node (B1) and runs per second on real workers (B2); needs PostgreSQL and Redis
+## bench: engine overhead per node (B1), runs per second on real workers (B2), live-stream latency (B3); needs PostgreSQL and Redis
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run
