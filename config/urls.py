@@ -3,8 +3,14 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
 
 from config import health, metrics
+
+api_v1 = [
+    path("", include("apps.users.api.urls")),
+    path("", include("apps.executions.api.urls")),
+]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="users:profile", permanent=False), name="home"),
@@ -12,7 +18,8 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("apps.executions.api.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("accounts/", include("apps.users.urls")),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

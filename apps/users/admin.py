@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.users import services
-from apps.users.models import ApiKey, LoginAttempt, User
+from apps.users.models import ApiKey, AuditEntry, LoginAttempt, User
 
 
 @admin.register(User)
@@ -106,4 +106,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, _("%(count)d key(s) revoked.") % {"count": revoked})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: every successful write through the API, beside Django's own admin log."""
+
+    list_display = ["created_at", "action", "object_type", "object_id", "actor", "api_key", "ip_address", "request_id"]
+    list_filter = ["method", "object_type", "created_at"]
+    search_fields = ["action", "object_id", "request_id", "actor__username", "ip_address"]
+    list_select_related = ["actor", "api_key"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = [field.name for field in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False

@@ -148,3 +148,49 @@ class ApiKey(models.Model):
     def is_usable(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
         return self.status == self.Status.ACTIVE and (self.expires_at is None or self.expires_at > now)
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST sent with an `Idempotency-Key`, replayed to repeats for 24 hours."""
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, help_text=_("Empty while the first request runs."))
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_owner_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code or 'in progress'})"
+
+
+class AuditEntry(models.Model):
+    """One successful write through the API: insert-only, read-only for operators."""
+
+    actor = models.ForeignKey(
+        User, verbose_name=_("actor"), on_delete=models.SET_NULL, null=True, related_name="audit_entries"
+    )
+    api_key = models.ForeignKey(
+        ApiKey, verbose_name=_("API key"), on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(_("action"), max_length=100)
+    method = models.CharField(_("method"), max_length=8)
+    path = models.CharField(_("path"), max_length=255)
+    object_type = models.CharField(_("object type"), max_length=100, blank=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("status"))
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    request_id = models.CharField(_("request id"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("API audit entry")
+        verbose_name_plural = _("API audit entries")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["actor", "-created_at"], name="audit_actor_time")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.users.models import ApiKey, LoginAttempt, User
+from apps.users.models import ApiKey, AuditEntry, IdempotencyRecord, LoginAttempt, User
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,14 @@ MEMBERS_GROUP = "Members"
 OPERATOR_PERMISSIONS: dict[str, str | tuple[str, ...]] = {
     "executions": "*",
     "billing": "*",
-    "users": ("view_user", "change_user", "view_loginattempt", "view_apikey", "change_apikey", "delete_apikey"),
+    "users": (
+        "view_user",
+        "change_user",
+        "view_loginattempt",
+        "view_apikey",
+        "change_apikey",
+        "view_auditentry",
+    ),
     "agents": ("view_agent", "view_credential"),
     "workflows": ("view_workflow", "view_workflowversion"),
     "account": ("view_emailaddress",),
@@ -216,3 +223,49 @@ def api_key_revoke(*, api_key: ApiKey) -> bool:
             status=ApiKey.Status.REVOKED, revoked_at=timezone.now()
         )
     )
+
+
+# --- API audit trail and idempotency --------------------------------------------------------------
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address through allauth's trusted-proxy rules (ALLAUTH_TRUSTED_PROXY_COUNT)."""
+    from allauth.account.adapter import get_adapter
+
+    try:
+        return get_adapter(request).get_client_ip(request)
+    except PermissionDenied:
+        return None
+
+
+def audit_record(
+    *,
+    request: HttpRequest,
+    actor: User | None,
+    api_key: ApiKey | None,
+    action: str,
+    object_type: str,
+    object_id: str,
+    status_code: int,
+) -> AuditEntry:
+    from django_guid import get_guid
+
+    return AuditEntry.objects.create(
+        actor=actor,
+        api_key=api_key,
+        action=action[:100],
+        method=request.method or "",
+        path=request.path[:255],
+        object_type=object_type[:100],
+        object_id=object_id[:64],
+        status_code=status_code,
+        ip_address=client_ip(request),
+        request_id=(get_guid() or "")[:64],
+    )
+
+
+def idempotency_records_prune(*, older_than: timedelta) -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted
