@@ -9,6 +9,8 @@ from config import health, metrics
 
 api_v1 = [
     path("", include("apps.users.api.urls")),
+    path("", include("apps.agents.api.urls")),
+    path("", include("apps.workflows.api.urls")),
     path("", include("apps.executions.api.urls")),
 ]
 
