@@ -401,7 +401,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents, workflows and their runs. Authenticate with `Authorization: Bearer <API key>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.users.api.schema.add_error_responses",
+    ],
 }
 
 # =============================================================================

@@ -143,3 +143,19 @@ def test_a_principal_over_its_rate_is_429_with_retry_after(api, settings):
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
         api_settings.reload()
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+
+def test_unknown_api_urls_answer_in_the_error_shape_and_pages_stay_html(api, client):
+    response = api.get("/api/v1/api-keys/not-a-number/")
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+    assert error(response)["code"] == "not_found"
+    assert api.get("/api/v1/no-such-thing/").json()["error"]["code"] == "not_found"
+    assert client.get("/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_the_schema_is_public_and_documents_the_error_shape(client):
+    schema = client.get("/api/schema/", headers={"Accept": "application/json"}).json()
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    me = schema["paths"]["/api/v1/me/"]["get"]["responses"]
+    assert {"200", "401", "403", "429"} <= set(me)
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"

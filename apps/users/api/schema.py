@@ -1,0 +1,54 @@
+"""
+OpenAPI that says what really happens: every operation can answer with the API's error shape,
+so the schema lists those answers (drf-spectacular postprocessing hook, see settings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string", "example": "invalid"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    "description": "Validation errors by field (dotted for nested fields).",
+                },
+            },
+        }
+    },
+}
+
+ALWAYS = {
+    "400": "Invalid input: `fields` names each problem.",
+    "401": "Missing or invalid credentials (`not_authenticated`, `invalid_api_key`).",
+    "403": "The key lacks the scope this needs (`missing_scope`), or CSRF failed for a session.",
+    "404": "No such object, or not yours (`not_found`).",
+    "429": "Too many requests (`throttled`); see `Retry-After`.",
+}
+WRITES = {
+    "409": "The object's state does not allow this (`conflict`).",
+    "422": "`Idempotency-Key` reused with a different request (`idempotency_key_reused`).",
+}
+
+
+def add_error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path in result.get("paths", {}).values():
+        for method, operation in path.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            answers = {**ALWAYS, **(WRITES if method in {"post", "put", "patch", "delete"} else {})}
+            for status, description in answers.items():
+                operation["responses"].setdefault(status, {"description": description, "content": reference})
+    return result
