@@ -9,6 +9,9 @@ executed by real `manage.py rundramatiq` worker processes on the Redis broker.
 B3, live streaming latency: a node's completion from its commit to WebSocket clients of a
 `manage.py serve` (daphne) process, 1 and 100 of them on one run, beside a bare `websockets`
 broadcast server fed through Redis; and the memory of an idle socket (bench/b3.py).
+B4, REST API throughput: requests per second and p99 of the runs list and of one run with its nodes,
+on 10,000 runs served by gunicorn with uvicorn workers in production mode, beside plain Django views
+returning the same rows; and the queries of one list request (bench/b4.py).
 
 Everything runs against a throwaway PostgreSQL database and Redis database 13, both cleaned up at
 the end (also after a failure), and every wait has a deadline. Prints a table and writes
@@ -43,7 +46,7 @@ import psycopg
 import redis
 from langgraph.graph import START, StateGraph
 
-from bench import b3
+from bench import b3, b4
 from bench.common import BenchTimeout, percentile, wait_until
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,8 +60,8 @@ TARGET_COMMITS_PER_NODE = 2.0
 TARGET_RUNS_PER_SECOND = 150.0
 # The whole bench is stopped (and cleaned up) if it runs longer than this; B2 stops waiting for its
 # runs early enough to leave CLEANUP_RESERVE_SECONDS for stopping workers and dropping the database,
-# and B3's budget when B3 runs after it.
-WATCHDOG_SECONDS = 340 + b3.BUDGET_SECONDS
+# and the budgets of B3 and B4 when they run after it.
+WATCHDOG_SECONDS = 340 + b3.BUDGET_SECONDS + b4.BUDGET_SECONDS
 CLEANUP_RESERVE_SECONDS = 40
 CHAINS = (1, 10, 50)
 FAN_OUT = 5
@@ -811,6 +814,8 @@ def report(results: dict) -> str:
         lines += [*b2_table(results["B2"]), ""]
     if "B3" in results:
         lines += [*b3.b3_table(results["B3"]), ""]
+    if "B4" in results:
+        lines += [*b4.b4_table(results["B4"]), ""]
     if "error" in results:
         lines.append(f"ERROR: {results['error']}")
     return "\n".join(lines)
@@ -828,7 +833,7 @@ def write_results(results: dict) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--only", choices=("B1", "B2", "B3"), help="run one benchmark only")
+    parser.add_argument("--only", choices=("B1", "B2", "B3", "B4"), help="run one benchmark only")
     parser.add_argument("--runs", type=int, default=20, help="B1: timed runs per shape (default 20)")
     parser.add_argument("--warmups", type=int, default=2, help="B1: untimed runs per shape first (default 2)")
     parser.add_argument("--b2-runs", type=int, default=2000, help="B2: runs to start (default 2000)")
@@ -846,6 +851,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--b3-idle-sockets", type=int, default=400, help="B3: idle sockets whose memory is measured (default 400)"
+    )
+    parser.add_argument("--b4-workers", type=int, default=2, help="B4: gunicorn worker processes (default 2)")
+    parser.add_argument(
+        "--b4-connections", type=int, default=16, help="B4: concurrent keep-alive connections (default 16)"
+    )
+    parser.add_argument(
+        "--b4-rounds", type=int, default=5, help="B4: timed slices per endpoint, interleaved (default 5)"
+    )
+    parser.add_argument("--b4-slice", type=float, default=2.0, help="B4: seconds per timed slice (default 2)")
+    parser.add_argument(
+        "--b4-conn-max-age",
+        type=int,
+        default=0,
+        help="B4: the server's DATABASE_CONN_MAX_AGE (default 0, as Django advises under ASGI; 60 is the project's)",
+    )
+    parser.add_argument(
+        "--b4-warmup", type=float, default=2.0, help="B4: untimed seconds per endpoint first (default 2)"
     )
     return parser.parse_args(argv)
 
@@ -869,7 +891,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
         if args.only in (None, "B2"):
             workers = WorkerConfig(args.processes, args.threads)
             print(f"B2: {args.b2_runs} runs on {' '.join(workers.argv()[2:])} ...", flush=True)
-            reserve = b3.BUDGET_SECONDS if args.only is None else 0.0
+            reserve = b3.BUDGET_SECONDS + b4.BUDGET_SECONDS if args.only is None else 0.0
             results["B2"] = b2(args.b2_runs, workers, args.producers, args.b2_deadline, reserve)
         if args.only in (None, "B3"):
             print(f"B3: streaming latency, 1 and {args.b3_subscribers} subscribers ...", flush=True)
@@ -878,7 +900,17 @@ def run(args: argparse.Namespace, results: dict) -> None:
                 nodes=args.b3_nodes,
                 subscribers_max=args.b3_subscribers,
                 idle_sockets=args.b3_idle_sockets,
-                budget_s=min(b3.BUDGET_SECONDS, time_left()),
+                budget_s=min(b3.BUDGET_SECONDS, time_left() - (b4.BUDGET_SECONDS if args.only is None else 0.0)),
+            )
+        if args.only in (None, "B4"):
+            config = b4.LoadConfig(args.b4_connections, args.b4_warmup, args.b4_slice, args.b4_rounds)
+            print(f"B4: REST API throughput, {args.b4_workers} gunicorn workers ...", flush=True)
+            results["B4"] = b4.b4(
+                redis_url=REDIS_URL,
+                workers=args.b4_workers,
+                conn_max_age=args.b4_conn_max_age,
+                config=config,
+                budget_s=min(b4.BUDGET_SECONDS, time_left()),
             )
 
 

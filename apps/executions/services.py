@@ -38,6 +38,16 @@ class ExecutionRefused(Exception):
 # --- creating and starting -------------------------------------------------------
 
 
+def _input_field(error: jsonschema.ValidationError) -> str | None:
+    """The input a schema error is about; a missing required one is named, not its parent."""
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:
+            path.append(missing[0])
+    return ".".join(path) or None
+
+
 def inputs_validate(*, version: WorkflowVersion, inputs: Any) -> dict:
     """The inputs with defaults filled in, or ExecutionRefused naming every bad field."""
     if not isinstance(inputs, dict):
@@ -45,7 +55,7 @@ def inputs_validate(*, version: WorkflowVersion, inputs: Any) -> dict:
     schema = version.input_schema
     validator = jsonschema.Draft202012Validator(schema)
     errors = [
-        {"field": ".".join(str(p) for p in error.absolute_path) or None, "message": error.message}
+        {"field": _input_field(error), "message": error.message}
         for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path))
     ]
     if errors:

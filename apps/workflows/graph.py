@@ -163,7 +163,7 @@ def _check_node(node: dict, nodes: dict, pins: dict, resolver: Resolver) -> list
     config = nodes[node_id]["config"]
     validator = jsonschema.Draft202012Validator(node_type.full_config_schema())
     problems = [
-        GraphProblem(error.message, node_id, "config." + ".".join(str(p) for p in error.absolute_path) or "config")
+        GraphProblem(error.message, node_id, ".".join(["config", *(str(p) for p in error.absolute_path)]))
         for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     ]
     if problems:

@@ -60,3 +60,26 @@ def workflow_publish(*, workflow: Workflow, actor: Any) -> WorkflowVersion:
         Workflow.objects.filter(pk=locked.pk).update(latest_version_number=number)
     workflow.latest_version_number = number
     return version
+
+
+WORKFLOW_FIELDS = ("name", "description", "graph")
+
+
+def workflow_create(*, owner: Any, name: str, graph: dict, description: str = "") -> Workflow:
+    """A new workflow whose draft is `graph`, validated first: GraphInvalid and nothing is saved."""
+    workflow = Workflow(owner=owner, name=name, description=description, graph=graph)
+    workflow_validate(workflow=workflow)
+    workflow.save()
+    return workflow
+
+
+def workflow_update(*, workflow: Workflow, values: dict[str, Any]) -> Workflow:
+    """Change the given WORKFLOW_FIELDS; a new `graph` is validated first (GraphInvalid: nothing saved)."""
+    if "graph" in values:
+        workflow_validate(workflow=workflow, graph=values["graph"])
+    changed = [name for name in WORKFLOW_FIELDS if name in values]
+    for name in changed:
+        setattr(workflow, name, values[name])
+    # Only these columns: a publish in between moves latest_version_number, which must not go back.
+    workflow.save(update_fields=[*changed, "updated_at"])
+    return workflow

@@ -1,26 +1,52 @@
 """
+The runs API.
+
+`executions/` (list, create, read, start, cancel, retry, nodes) and `workflows/<id>/run/`: DRF
+views, thin over `apps.executions.services`; every lookup goes through `visible_to(user)`.
+
 `GET /api/v1/executions/<id>/events/`: a run's events. With `Accept: text/event-stream` a
 Server-Sent Events stream (`id:` = seq, `event:` = type, `data:` = the event as JSON) that resumes
 after `Last-Event-ID` (or `?after_seq=`), sends keep-alive comments and ends after the final
 status; otherwise the stored events as JSON, a page at a time.
 
-An async view, not a DRF one: a stream that lasts as long as a run must not hold a thread.
+The events view is async, not DRF: a stream that lasts as long as a run must not hold a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from apps.executions import services
+from apps.executions.api.filters import ExecutionFilter
+from apps.executions.api.serializers import (
+    ExecutionCreateInput,
+    ExecutionDetailOutput,
+    ExecutionOutput,
+    NodeExecutionOutput,
+    WorkflowRunInput,
+)
 from apps.executions.broadcast import execution_group
+from apps.executions.models import Execution, NodeExecution
 from apps.executions.streams import RunStream, stored_events_after, visible_execution, whole_number
+from apps.users.api.base import ApiMixin
+from apps.users.api.errors import Conflict
 from apps.users.authentication import request_principal
+from apps.workflows.models import Workflow, WorkflowVersion
 
 PAGE_DEFAULT = 500
 PAGE_MAX = 1000
@@ -111,3 +137,182 @@ async def _event_stream(stream: RunStream) -> AsyncIterator[str]:
         if receiving is not None:
             receiving.cancel()
         await layer.group_discard(group, channel)
+
+
+# --- the runs API (DRF) ----------------------------------------------------------------
+
+EXECUTE = "execute"
+ENDED = {
+    Execution.Status.SUCCEEDED: "already succeeded",
+    Execution.Status.FAILED: "already failed",
+    Execution.Status.CANCELLED: "was already cancelled",
+    Execution.Status.TIMED_OUT: "already timed out",
+}
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+@contextmanager
+def refusals_as_api_errors() -> Iterator[None]:
+    """A refused run as the API's errors: inputs that do not fit are a 400 naming each field, the rest a 409."""
+    try:
+        yield
+    except services.ExecutionRefused as refused:
+        if refused.code != "invalid_inputs":
+            raise Conflict(_sentence(str(refused))) from refused
+        fields: dict[str, list[str]] = {}
+        for problem in refused.errors or [{"field": None, "message": str(refused)}]:
+            name = f"inputs.{problem['field']}" if problem["field"] else "inputs"
+            fields.setdefault(name, []).append(problem["message"])
+        raise ValidationError(fields) from refused
+
+
+def version_to_run(workflow: Workflow, number: int | None) -> WorkflowVersion:
+    """Version `number` of `workflow`, or its latest published one."""
+    versions = WorkflowVersion.objects.filter(workflow=workflow)
+    if number is not None:
+        version = versions.filter(number=number).first()
+        if version is None:
+            raise ValidationError({"version": [f"The workflow has no version {number}."]})
+        return version
+    version = versions.latest_first().first()
+    if version is None:
+        raise Conflict("The workflow has no published version; publish it before running it.")
+    return version
+
+
+class ExecutionViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """
+    Your runs, newest first. Creating a run and starting, cancelling or retrying one needs the
+    `execute` scope (reading needs `read`). Error answers: see the `Error` schema.
+    """
+
+    queryset = Execution.objects.all()
+    serializer_class = ExecutionOutput
+    filterset_class = ExecutionFilter
+    action_scopes = {"create": EXECUTE, "start": EXECUTE, "cancel": EXECUTE, "retry": EXECUTE}
+
+    def get_queryset(self) -> QuerySet[Execution]:
+        runs = Execution.objects.visible_to(self.request.user).select_related("version")
+        if self.action == "retrieve":
+            runs = runs.prefetch_related(
+                Prefetch("node_executions", queryset=NodeExecution.objects.order_by("started_at", "pk"))
+            )
+        return runs
+
+    def filter_queryset(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        # The filters narrow the list; on one run they would only turn a mismatch into a 404.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    @extend_schema(responses=ExecutionDetailOutput)
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(ExecutionDetailOutput(self.get_object()).data)
+
+    @extend_schema(
+        description=(
+            "Create a **pending** run (nothing executes until `start/`). The inputs are checked against the "
+            "version's input schema (400, `fields` like `inputs.<name>`); another user's or an unknown workflow "
+            "is a 400 on `workflow`; a workflow with no published version is a 409 `conflict`."
+        ),
+        request=ExecutionCreateInput,
+        responses={201: ExecutionOutput},
+    )
+    def create(self, request: Request) -> Response:
+        data = ExecutionCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        workflow = Workflow.objects.visible_to(request.user).filter(pk=values["workflow"]).first()
+        if workflow is None:
+            raise ValidationError({"workflow": ["No such workflow."]})
+        version = version_to_run(workflow, values.get("version"))
+        with refusals_as_api_errors():
+            execution = services.execution_create(version=version, inputs=values["inputs"], owner=request.user)
+        return Response(ExecutionOutput(execution).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        description="pending → queued: a worker picks it up. A run that is not pending is a 409 `conflict`.",
+        request=None,
+        responses=ExecutionOutput,
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        execution = self.get_object()
+        with refusals_as_api_errors():
+            services.execution_start(execution=execution)
+        return Response(ExecutionOutput(execution).data)
+
+    @extend_schema(
+        description=(
+            "Cancel a pending, queued or running run (a running one stops within seconds). "
+            "A finished run is a 409 `conflict` and stays as it was."
+        ),
+        request=None,
+        responses=ExecutionOutput,
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        execution = self.get_object()
+        if not services.execution_cancel(execution=execution):
+            execution.refresh_from_db(fields=["status"])
+            ended = ENDED.get(execution.status, f"is {execution.status}")
+            raise Conflict(f"The run {ended}; only a pending, queued or running run can be cancelled.")
+        return Response(ExecutionOutput(execution).data)
+
+    @extend_schema(
+        description=(
+            "A new, queued run of the same version and inputs, linked by `retry_of`. Only failed, cancelled "
+            "or timed-out runs can be retried; others are a 409 `conflict`."
+        ),
+        request=None,
+        responses={201: ExecutionOutput},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        with refusals_as_api_errors():
+            retry = services.execution_retry(execution=self.get_object())
+        return Response(ExecutionOutput(retry).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        description="Every node attempt of the run, in the order they started; not paginated (the graph bounds it).",
+        responses=NodeExecutionOutput(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def nodes(self, request: Request, pk: str | None = None) -> Response:
+        nodes = self.get_object().node_executions.order_by("started_at", "pk")
+        return Response(NodeExecutionOutput(nodes, many=True).data)
+
+
+class WorkflowRunViewSet(ApiMixin, viewsets.GenericViewSet):
+    """`POST workflows/<id>/run/`: create and enqueue a run in one call (needs the `execute` scope)."""
+
+    queryset = Workflow.objects.all()
+    serializer_class = WorkflowRunInput  # what OPTIONS describes
+    action_scopes = {"run": EXECUTE}
+
+    def get_queryset(self) -> QuerySet[Workflow]:
+        return Workflow.objects.visible_to(self.request.user)
+
+    @extend_schema(
+        operation_id="workflows_run",
+        description=(
+            "Create a run of the workflow's latest (or the given) published version and queue it at once: "
+            "**202**, then follow `executions/<id>/events/`. Inputs that do not fit the input schema are a 400 "
+            "(`fields` like `inputs.<name>`); a workflow with no published version is a 409 `conflict`."
+        ),
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The workflow's id.")],
+        request=WorkflowRunInput,
+        responses={202: ExecutionOutput},
+    )
+    def run(self, request: Request, pk: str | None = None) -> Response:
+        workflow = self.get_object()
+        data = WorkflowRunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = version_to_run(workflow, data.validated_data.get("version"))
+        with refusals_as_api_errors():
+            execution = services.execution_run(
+                version=version, inputs=data.validated_data["inputs"], owner=request.user
+            )
+        return Response(ExecutionOutput(execution).data, status=status.HTTP_202_ACCEPTED)

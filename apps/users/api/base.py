@@ -34,7 +34,15 @@ class ApiMixin:
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Replayed):
             return exc.response
-        return super().handle_exception(exc)
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # A server error skips finalize_response: release the claim here, or every repeat
+            # with this key would be "still being handled" until the record expires.
+            if self._idempotency is not None:
+                self._idempotency.record.delete()
+                self._idempotency = None
+            raise
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         if self._idempotency is not None:

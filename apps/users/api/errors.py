@@ -64,9 +64,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None  # a server error: Django's 500 handling and logging take it
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
-        first = next(iter(fields.items()))
-        message = first[1][0] if first[0] == "non_field_errors" else f"{first[0]}: {first[1][0]}"
+        fields = _flatten(exc.detail) or {"non_field_errors": ["Invalid input."]}
+        name, messages = next(iter(fields.items()))
+        messages = messages or ["Invalid input."]
+        message = messages[0] if name == "non_field_errors" else f"{name}: {messages[0]}"
         response.data = error_body("invalid", message, fields)
         return response
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
 
 class NewestFirst(CursorPagination):
     """Stable under inserts: a cursor, not an offset. `?page_size=` from 1 to 100 (default 25)."""
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            # A mangled cursor is a bad request, not a missing page.
+            raise ValidationError({self.cursor_query_param: ["Invalid cursor: use a `next` or `previous` link."]}) from None
 
     ordering = ("-created_at", "-pk")
     page_size = 25

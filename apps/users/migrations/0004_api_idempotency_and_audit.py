@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
                     "status_code",
                     models.PositiveSmallIntegerField(help_text="Empty while the first request runs.", null=True),
                 ),
-                ("response_body", models.JSONField(null=True)),
+                ("response_body", models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
                 ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
                 (
                     "owner",
