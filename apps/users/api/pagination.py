@@ -12,7 +12,8 @@ class NewestFirst(CursorPagination):
             return super().decode_cursor(request)
         except NotFound:
             # A mangled cursor is a bad request, not a missing page.
-            raise ValidationError({self.cursor_query_param: ["Invalid cursor: use a `next` or `previous` link."]}) from None
+            message = "Invalid cursor: use a `next` or `previous` link."
+            raise ValidationError({self.cursor_query_param: [message]}) from None
 
     ordering = ("-created_at", "-pk")
     page_size = 25
