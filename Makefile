@@ -49,6 +49,11 @@ messages: $(VENV)/.dev-installed
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
 
-## bench: engine overhead per node (B1), runs per second on real workers (B2), live-stream latency (B3); needs PostgreSQL and Redis
-bench: $(VENV)/.dev-installed
+$(VENV)/.prod-installed: requirements/base.txt requirements/prod.txt | $(BIN)/python
+	$(PIP) install -r requirements/prod.txt
+	@touch $@
+
+## bench: engine overhead per node (B1), runs/s on real workers (B2), live-stream latency (B3),
+## API throughput on gunicorn + uvicorn workers (B4); needs PostgreSQL and Redis
+bench: $(VENV)/.dev-installed $(VENV)/.prod-installed
 	$(BIN)/python -m bench.run

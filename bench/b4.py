@@ -272,15 +272,15 @@ def production_variables(conn_max_age: int) -> dict[str, str]:
     """
     What DJANGO_ENV=production refuses to start without (README, "Deploying"), throwaway values.
 
-    DATABASE_CONN_MAX_AGE: Django runs each ASGI request's sync code in a thread of its own, so a
-    persistent connection is never reused, and it stays open until garbage collection closes it.
-    At the project's default (60), 16 client connections drove PostgreSQL (max_connections 100)
-    to "too many clients" within seconds. Django's documentation: "When using ASGI, persistent
-    connections should be disabled". So 0 here; `--b4-conn-max-age 60` shows the failure.
+    The database connections are the project's default, one pool per process (DATABASE_POOL).
+    `conn_max_age >= 0` turns the pool off and keeps per-thread connections that long instead:
+    Django runs each ASGI request's sync code in a thread of its own, so such a connection is
+    never reused; at 60 s, 16 client connections drove PostgreSQL (max_connections 100) to "too
+    many clients" within seconds, which is why the pool became the default.
     """
     from cryptography.fernet import Fernet
 
-    return {
+    variables = {
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DJANGO_ENV": "production",
         "DEBUG": "false",
@@ -288,10 +288,12 @@ def production_variables(conn_max_age: int) -> dict[str, str]:
         "ALLOWED_HOSTS": HOST,
         "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
         "SECURE_PROXY_SSL_HEADER": "true",
-        "DATABASE_CONN_MAX_AGE": str(conn_max_age),
         "LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",
     }
+    if conn_max_age >= 0:
+        variables.update(DATABASE_POOL="false", DATABASE_CONN_MAX_AGE=str(conn_max_age))
+    return variables
 
 
 def production_server_missing() -> str | None:

@@ -863,8 +863,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--b4-conn-max-age",
         type=int,
-        default=0,
-        help="B4: the server's DATABASE_CONN_MAX_AGE (default 0, as Django advises under ASGI; 60 is the project's)",
+        default=-1,
+        help="B4: N >= 0 turns the connection pool off and sets DATABASE_CONN_MAX_AGE=N (default: the pool)",
     )
     parser.add_argument(
         "--b4-warmup", type=float, default=2.0, help="B4: untimed seconds per endpoint first (default 2)"

@@ -173,9 +173,21 @@ else:
 
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
-    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+    if env.bool("DATABASE_POOL", default=True):
+        # One pool per process (psycopg_pool): under ASGI each request runs in a thread of its
+        # own, so per-thread persistent connections (CONN_MAX_AGE) pile up until PostgreSQL
+        # refuses clients (make bench, B4). Size it to the threads that query at once: web
+        # requests in flight, or a worker's --threads.
+        _db["CONN_MAX_AGE"] = 0
+        _db["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+        _db["CONN_HEALTH_CHECKS"] = True
 else:
     # Worker threads and the web server share one SQLite file: wait for the
     # writer lock instead of failing, and let readers run beside one writer.
@@ -197,7 +209,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "switchboard",
-            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+            "OPTIONS": {
+                "socket_connect_timeout": 5,
+                "socket_timeout": 5,
+                "pool_class": "config.cache.SharedConnectionPool",
+            },
         }
     }
     CHANNEL_LAYERS = {

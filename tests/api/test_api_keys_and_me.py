@@ -159,3 +159,9 @@ def test_the_schema_is_public_and_documents_the_error_shape(client):
     me = schema["paths"]["/api/v1/me/"]["get"]["responses"]
     assert {"200", "401", "403", "429"} <= set(me)
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+def test_a_mangled_cursor_is_a_400_naming_it(api):
+    response = api.get("/api/v1/api-keys/", {"cursor": "not-a-cursor"})
+    assert response.status_code == 400
+    assert list(error(response)["fields"]) == ["cursor"]

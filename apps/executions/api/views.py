@@ -196,7 +196,12 @@ class ExecutionViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet)
     action_scopes = {"create": EXECUTE, "start": EXECUTE, "cancel": EXECUTE, "retry": EXECUTE}
 
     def get_queryset(self) -> QuerySet[Execution]:
-        runs = Execution.objects.visible_to(self.request.user).select_related("version")
+        # Only the version's number is shown: leave its graph and schemas (the bulk of a row) unread.
+        runs = (
+            Execution.objects.visible_to(self.request.user)
+            .select_related("version")
+            .defer("version__graph", "version__input_schema", "version__output_schema")
+        )
         if self.action == "retrieve":
             runs = runs.prefetch_related(
                 Prefetch("node_executions", queryset=NodeExecution.objects.order_by("started_at", "pk"))
