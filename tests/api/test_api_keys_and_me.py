@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from apps.users.models import ApiKey, AuditEntry
@@ -165,3 +166,35 @@ def test_a_mangled_cursor_is_a_400_naming_it(api):
     response = api.get("/api/v1/api-keys/", {"cursor": "not-a-cursor"})
     assert response.status_code == 400
     assert list(error(response)["fields"]) == ["cursor"]
+
+
+def _multipart_patch(api, data: dict):
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    return api.client.generic(
+        "PATCH", "/api/v1/me/", encode_multipart(BOUNDARY, data), content_type=MULTIPART_CONTENT, headers=api.headers
+    )
+
+
+def test_an_avatar_is_uploaded_as_multipart_and_a_bad_one_is_refused(api, owner, settings, tmp_path):
+    from tests.users.test_profile import image_upload
+
+    settings.MEDIA_ROOT = tmp_path
+    response = _multipart_patch(api, {"avatar": image_upload()})
+    assert response.status_code == 200, response.json()
+    owner.refresh_from_db()
+    assert owner.avatar.name.endswith(".png")
+    assert response.json()["avatar"].endswith(owner.avatar.url)
+
+    fake = SimpleUploadedFile("x.png", b"#!/bin/sh\necho pwned\n", content_type="image/png")
+    refused = _multipart_patch(api, {"avatar": fake, "display_name": "Changed"})
+    assert refused.status_code == 400
+    assert list(error(refused)["fields"]) == ["avatar"]
+    owner.refresh_from_db()
+    assert owner.display_name == ""
+
+    settings.AVATAR_MAX_BYTES = 1000
+    big = SimpleUploadedFile("big.png", image_upload(size=(300, 300)).read() + b"\0" * 2000, content_type="image/png")
+    too_big = _multipart_patch(api, {"avatar": big})
+    assert too_big.status_code == 400
+    assert "1000" in error(too_big)["fields"]["avatar"][0].replace("\xa0", " ")

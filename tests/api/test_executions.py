@@ -406,3 +406,17 @@ def test_the_events_url_still_reaches_the_async_events_view(api, owner):
     body = api.get(f"{URL}{execution.pk}/events/").json()
     assert body["execution_id"] == str(execution.pk)
     assert body["events"][-1]["payload"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0746-10-28T02:05:57.384+18:43",  # an offset PostgreSQL cannot store (found by schemathesis)
+        "0001-01-01T00:00:00+05:00",  # before year 1 once in UTC
+        "9999-12-31T23:00:00-05:00",  # after year 9999 once in UTC
+    ],
+)
+def test_date_times_outside_the_calendar_or_real_offsets_are_400(api, moment):
+    response = api.get(URL, {"created_before": moment, "created_after": "2026-01-01T00:00:00+02:00"})
+    assert response.status_code == 400
+    assert list(error(response)["fields"]) == ["created_before"]

@@ -93,3 +93,24 @@ def test_operators_find_keys_by_owner_and_revoke_them_without_seeing_them(client
     assert "1 key(s) revoked." in response.content.decode()
     assert ApiKey.objects.get(pk=api_key.pk).status == ApiKey.Status.REVOKED
     assert api_key_authenticate(key) is None
+
+
+def test_the_api_audit_trail_is_listed_and_read_only(client, operator):
+    from apps.users.models import AuditEntry
+
+    entry = AuditEntry.objects.create(
+        actor=operator,
+        action="workflow.publish",
+        method="POST",
+        path="/api/v1/workflows/7/publish/",
+        object_type="workflows.workflow",
+        object_id="7",
+        status_code=201,
+        request_id="req-42",
+    )
+    page = client.get("/admin/users/auditentry/", {"q": "req-42"}).content.decode()
+    assert "workflow.publish" in page
+    assert client.get("/admin/users/auditentry/add/").status_code == 403
+    assert client.post(f"/admin/users/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
+    assert client.post(f"/admin/users/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEntry.objects.get(pk=entry.pk).action == "workflow.publish"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import django_filters
 from django import forms
 from drf_spectacular.types import OpenApiTypes
@@ -23,6 +25,26 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, as UTC; offsets beyond ±14:00 and dates that leave the calendar are refused."""
+
+    def clean(self, value: object) -> datetime | None:
+        moment = super().clean(value)
+        if moment is None:
+            return None
+        offset = moment.utcoffset()
+        if offset is not None and abs(offset) > timedelta(hours=14):
+            raise forms.ValidationError("The time zone offset must be between -14:00 and +14:00.")
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("The date is out of range.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class StatusIn(django_filters.BaseInFilter, django_filters.ChoiceFilter):
     """`?status=failed,timed_out`: any of the listed statuses."""
 
@@ -33,10 +55,10 @@ class ExecutionFilter(django_filters.FilterSet):
     )
     workflow = IdFilter(field_name="workflow_id", help_text="Runs of this workflow (its id).")
     # A half-open window [after, before): adjacent windows neither overlap nor leave a gap.
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UtcDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after this ISO 8601 date-time."
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UtcDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before this ISO 8601 date-time."
     )
 
