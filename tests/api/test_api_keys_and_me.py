@@ -160,6 +160,11 @@ def test_the_schema_is_public_and_documents_the_error_shape(client):
     me = schema["paths"]["/api/v1/me/"]["get"]["responses"]
     assert {"200", "401", "403", "429"} <= set(me)
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    for path, operations in schema["paths"].items():
+        if "post" in operations:
+            names = [parameter["name"] for parameter in operations["post"].get("parameters", [])]
+            assert "Idempotency-Key" in names, path
+            assert {"409", "422"} <= set(operations["post"]["responses"]), path
 
 
 def test_a_mangled_cursor_is_a_400_naming_it(api):

@@ -2,19 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from apps.agents.models import Agent, Credential
-
-# Every operation's error answers are added by apps.users.api.schema; this header is not.
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description="Repeat a POST safely: the same key and body get the first answer for 24 hours.",
-)
 
 
 def refuse_nul_characters(value: Any) -> None:

@@ -8,7 +8,6 @@ from rest_framework.response import Response
 
 from apps.agents import services
 from apps.agents.api.serializers import (
-    IDEMPOTENCY_KEY,
     AgentInput,
     AgentOutput,
     CredentialInput,
@@ -28,7 +27,7 @@ class AgentViewSet(ApiMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Agent]:
         return Agent.objects.visible_to(self.request.user)
 
-    @extend_schema(request=AgentInput, responses={201: AgentOutput}, parameters=[IDEMPOTENCY_KEY])
+    @extend_schema(request=AgentInput, responses={201: AgentOutput})
     def create(self, request: Request) -> Response:
         data = AgentInput(data=request.data, context=self.get_serializer_context())
         data.is_valid(raise_exception=True)
@@ -68,7 +67,7 @@ class CredentialViewSet(
     def get_queryset(self) -> QuerySet[Credential]:
         return Credential.objects.visible_to(self.request.user)
 
-    @extend_schema(request=CredentialInput, responses={201: CredentialOutput}, parameters=[IDEMPOTENCY_KEY])
+    @extend_schema(request=CredentialInput, responses={201: CredentialOutput})
     def create(self, request: Request) -> Response:
         data = CredentialInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -1,6 +1,7 @@
 """
 OpenAPI that says what really happens: every operation can answer with the API's error shape,
-so the schema lists those answers (drf-spectacular postprocessing hook, see settings).
+and every POST honours `Idempotency-Key`, so the schema lists both (a drf-spectacular
+postprocessing hook, see settings).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ WRITES = {
 }
 
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "Repeat the POST safely: the same key and body get the first answer for 24 hours.",
+}
+
+
 def add_error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
@@ -49,6 +59,10 @@ def add_error_responses(result: dict, generator: Any, request: Any, public: bool
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             answers = {**ALWAYS, **(WRITES if method in {"post", "put", "patch", "delete"} else {})}
+            if method == "post":  # every POST honours it (apps.users.api.base.ApiMixin)
+                parameters = operation.setdefault("parameters", [])
+                if not any(parameter.get("name") == "Idempotency-Key" for parameter in parameters):
+                    parameters.append(IDEMPOTENCY_KEY)
             for status, description in answers.items():
                 operation["responses"].setdefault(status, {"description": description, "content": reference})
     return result

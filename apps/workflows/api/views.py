@@ -9,7 +9,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.agents.api.serializers import IDEMPOTENCY_KEY
 from apps.users.api.base import ApiMixin
 from apps.users.api.errors import Conflict
 from apps.users.api.pagination import NewestFirst
@@ -50,7 +49,7 @@ class WorkflowViewSet(ApiMixin, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Workflow]:
         return Workflow.objects.visible_to(self.request.user)
 
-    @extend_schema(request=WorkflowInput, responses={201: WorkflowOutput}, parameters=[IDEMPOTENCY_KEY])
+    @extend_schema(request=WorkflowInput, responses={201: WorkflowOutput})
     def create(self, request: Request) -> Response:
         data = WorkflowInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,7 +83,6 @@ class WorkflowViewSet(ApiMixin, viewsets.ModelViewSet):
     @extend_schema(
         request=None,
         responses={201: WorkflowVersionOutput},
-        parameters=[IDEMPOTENCY_KEY],
         description="Freeze the draft as the next version (1, 2, …). A draft that no longer validates "
         "(an agent it names was deleted, say) is a 400 naming each problem.",
     )
