@@ -228,6 +228,11 @@ else:
     # A full channel drops a message; consumers read such a gap back from the database.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
+# Billing (amounts in the database are integer micro-credits; settings here are in credits)
+BILLING_MAX_MOVEMENT_CREDITS = env.int("BILLING_MAX_MOVEMENT_CREDITS", default=1_000_000)
+# A model with no price is charged this per million tokens (in and out) and flagged for operators.
+BILLING_FALLBACK_PER_MILLION = env.int("BILLING_FALLBACK_PER_MILLION", default=30)
+
 # Live streams (WebSocket and Server-Sent Events)
 WEBSOCKET_MAX_MESSAGE_BYTES = env.int("WEBSOCKET_MAX_MESSAGE_BYTES", default=64 * 1024)
 SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class BillingConfig(AppConfig):
-    """Credits, prices, plans and quotas (filled by the billing issue)."""
+    """Credits (an insert-only ledger and balances), prices, plans and quotas."""
 
     name = "apps.billing"
     label = "billing"

@@ -1,0 +1,162 @@
+"""
+The ledger and prices. `ledger_post` is the only way a balance changes: under the account's row
+lock, one insert-only row per movement, keyed so that the same movement is never applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from apps.billing.models import MICRO, CreditAccount, CreditTransaction, ModelPrice, UnitPrice
+
+logger = logging.getLogger(__name__)
+
+
+class LedgerRefused(ValueError):
+    """A movement that may not be posted (zero, absurd, or on a key already used for another user)."""
+
+
+def _locked_account(user: Any) -> CreditAccount:
+    CreditAccount.objects.get_or_create(user=user)
+    return CreditAccount.objects.select_for_update().get(user=user)
+
+
+def ledger_post(
+    *,
+    user: Any,
+    kind: str,
+    amount: int,
+    idempotency_key: str,
+    description: str = "",
+    execution: Any = None,
+    node_execution: Any = None,
+    actor: Any = None,
+) -> tuple[CreditTransaction, bool]:
+    """
+    Post `amount` micro-credits (negative spends) to `user`; `(row, True)`, or the row already
+    posted under `idempotency_key` and False, changing nothing. Call inside the transaction that
+    records what is being paid for, so both commit or neither does.
+    """
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+        raise LedgerRefused("The amount must be a whole, non-zero number of micro-credits.")
+    if abs(amount) > settings.BILLING_MAX_MOVEMENT_CREDITS * MICRO:
+        raise LedgerRefused(f"At most {settings.BILLING_MAX_MOVEMENT_CREDITS} credits move at once.")
+    if kind not in CreditTransaction.Kind.values:
+        raise LedgerRefused(f"Unknown kind {kind!r}.")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise LedgerRefused("A movement needs an idempotency key of 1 to 200 characters.")
+    try:
+        with transaction.atomic():
+            # The lock orders every movement of this user; the key check under it sees any
+            # movement with the same key that committed before.
+            account = _locked_account(user)
+            posted = CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()
+            if posted is not None:
+                return _already(posted, user)
+            CreditAccount.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
+            row = CreditTransaction.objects.create(
+                user=user,
+                kind=kind,
+                amount=amount,
+                balance_after=account.balance + amount,
+                execution=execution,
+                node_execution=node_execution,
+                description=description[:255],
+                idempotency_key=idempotency_key,
+                actor=actor,
+            )
+            return row, True
+    except IntegrityError:
+        # The same key committed for another user's account between our check and insert.
+        posted = CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()
+        if posted is None:
+            raise
+        return _already(posted, user)
+
+
+def _already(posted: CreditTransaction, user: Any) -> tuple[CreditTransaction, bool]:
+    if posted.user_id != getattr(user, "pk", user):
+        raise LedgerRefused(f"The key {posted.idempotency_key!r} was used for another account.")
+    return posted, False
+
+
+def balance_of(user: Any) -> int:
+    return CreditAccount.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+
+
+# --- Prices -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A node's price in micro-credits, how it was reached, and whether a fallback price was used."""
+
+    amount: int
+    lines: tuple[str, ...]
+    fallback: bool = False
+
+
+def _per_million(tokens: int, price: int) -> int:
+    # Round up: a fraction of a micro-credit is still charged, never given away.
+    return -(-tokens * price // 1_000_000)
+
+
+def model_price(provider: str, model: str, moment: datetime) -> tuple[int, int, bool]:
+    """(input, output) micro-credits per million tokens at `moment`, and whether it is the fallback."""
+    prices = ModelPrice.objects.effective_at(moment).filter(provider=provider, model__in=[model, "*"])
+    best = sorted(prices, key=lambda price: (price.model == "*", -price.effective_from.timestamp()))
+    if best:
+        return best[0].input_per_million, best[0].output_per_million, False
+    fallback = settings.BILLING_FALLBACK_PER_MILLION
+    return fallback * MICRO, fallback * MICRO, True
+
+
+def node_cost(*, node_type: str, usage: dict, moment: datetime) -> Cost:
+    """What a finished node costs: its tokens at its model's price, plus per-call prices."""
+    amount, lines, fallback = 0, [], False
+    if usage.get("model") and (usage.get("input_tokens") or usage.get("output_tokens")):
+        provider, model = str(usage.get("provider", "")), str(usage["model"])
+        per_input, per_output, fallback = model_price(provider, model, moment)
+        tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+        tokens = _per_million(tokens_in, per_input) + _per_million(tokens_out, per_output)
+        amount += tokens
+        lines.append(
+            f"{provider}/{model}: {tokens_in} in, {tokens_out} out" + (" (fallback price)" if fallback else "")
+        )
+    units = {(price.subject, price.name): price for price in UnitPrice.objects.filter(name__in=[node_type, "*"])}
+    node_price = units.get((UnitPrice.Subject.NODE, node_type))
+    if node_price is not None and node_price.per_call:
+        amount += node_price.per_call
+        lines.append(f"{node_type} node")
+    calls = int(usage.get("tool_calls", 0) or 0)
+    if calls:
+        tool_price = UnitPrice.objects.filter(subject=UnitPrice.Subject.TOOL, name="*").first()
+        if tool_price is not None and tool_price.per_call:
+            amount += calls * tool_price.per_call
+            lines.append(f"{calls} tool call(s)")
+    if fallback:
+        logger.warning("no price for %s/%s: charged at the fallback price", usage.get("provider"), usage.get("model"))
+    return Cost(amount=amount, lines=tuple(lines), fallback=fallback)
+
+
+def operator_grant(*, user: Any, amount: int, reason: str, actor: Any) -> CreditTransaction:
+    """Credits given by an operator: a new ledger row naming them."""
+    if amount <= 0:
+        raise LedgerRefused("A grant adds credits: the amount must be positive.")
+    row, _ = ledger_post(
+        user=user,
+        kind=CreditTransaction.Kind.GRANT,
+        amount=amount,
+        idempotency_key=f"grant:{uuid.uuid4()}",
+        description=f"Granted by {actor}: {reason}"[:255],
+        actor=actor,
+    )
+    return row
