@@ -232,6 +232,8 @@ else:
 BILLING_MAX_MOVEMENT_CREDITS = env.int("BILLING_MAX_MOVEMENT_CREDITS", default=1_000_000)
 # A model with no price is charged this per million tokens (in and out) and flagged for operators.
 BILLING_FALLBACK_PER_MILLION = env.int("BILLING_FALLBACK_PER_MILLION", default=30)
+# A run starts only while the balance holds at least this much (micro-credits; 0.01 credits).
+BILLING_RUN_MINIMUM_MICRO = env.int("BILLING_RUN_MINIMUM_MICRO", default=10_000)
 
 # Live streams (WebSocket and Server-Sent Events)
 WEBSOCKET_MAX_MESSAGE_BYTES = env.int("WEBSOCKET_MAX_MESSAGE_BYTES", default=64 * 1024)

@@ -148,3 +148,45 @@ class UnitPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} {self.name}"
+
+
+class Plan(models.Model):
+    """What a subscription gives: credits each period and the limits on running."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    monthly_grant = models.BigIntegerField(_("credits granted each period (micro-credits)"), default=0)
+    max_concurrent_runs = models.PositiveIntegerField(_("max concurrent runs"), default=5)
+    max_runs_per_day = models.PositiveIntegerField(_("max runs per day"), default=500)
+    max_run_seconds = models.PositiveIntegerField(_("max run time (s)"), default=3600)
+    is_default = models.BooleanField(_("default for new users"), default=False)
+
+    class Meta:
+        verbose_name = _("plan")
+        verbose_name_plural = _("plans")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan"
+            ),
+            models.CheckConstraint(condition=models.Q(monthly_grant__gte=0), name="plan_grant_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    """A user's plan and current period; its row is the lock that orders the user's run starts."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="subscription"
+    )
+    plan = models.ForeignKey(Plan, verbose_name=_("plan"), on_delete=models.PROTECT, related_name="subscriptions")
+    period_start = models.DateTimeField(_("period start"))
+    period_end = models.DateTimeField(_("period end"))
+
+    class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan}"

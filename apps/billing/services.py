@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
-from apps.billing.models import MICRO, CreditAccount, CreditTransaction, ModelPrice, UnitPrice
+from apps.billing.models import (
+    MICRO,
+    CreditAccount,
+    CreditTransaction,
+    ModelPrice,
+    Plan,
+    Subscription,
+    UnitPrice,
+    credits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -160,3 +171,103 @@ def operator_grant(*, user: Any, amount: int, reason: str, actor: Any) -> Credit
         actor=actor,
     )
     return row
+
+
+# --- Plans, subscriptions and admission ----------------------------------------------------------
+
+PERIOD = timedelta(days=30)
+
+
+class AdmissionRefused(Exception):
+    """A run may not start: `code` is insufficient_credits, concurrency_limit or daily_limit."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_plan() -> Plan:
+    """The plan marked default; if an operator removed them all, the built-in Free plan comes back."""
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        plan, _ = Plan.objects.get_or_create(
+            name="Free",
+            defaults={
+                "monthly_grant": 10 * MICRO,
+                "max_concurrent_runs": 20,
+                "max_runs_per_day": 1000,
+                "max_run_seconds": 3600,
+                "is_default": not Plan.objects.filter(is_default=True).exists(),
+            },
+        )
+    return plan
+
+
+def subscription_start(*, user: Any, plan: Plan | None = None, now: datetime | None = None) -> Subscription:
+    """Put `user` on `plan` (the default) and grant its credits for the first period, once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        subscription, created = Subscription.objects.get_or_create(
+            user=user,
+            defaults={"plan": plan or default_plan(), "period_start": now, "period_end": now + PERIOD},
+        )
+        if created:
+            _period_grant(subscription)
+    return subscription
+
+
+def _period_grant(subscription: Subscription) -> None:
+    if subscription.plan.monthly_grant > 0:
+        ledger_post(
+            user=subscription.user,
+            kind=CreditTransaction.Kind.GRANT,
+            amount=subscription.plan.monthly_grant,
+            idempotency_key=f"plan-grant:{subscription.user_id}:{subscription.period_start:%Y-%m-%dT%H:%M:%S}",
+            description=f"{subscription.plan.name} plan: the period from {subscription.period_start:%Y-%m-%d}",
+        )
+
+
+def subscriptions_renew(*, now: datetime | None = None) -> int:
+    """Start the next period of every subscription whose period ended, granting its credits once."""
+    now = now or timezone.now()
+    renewed = 0
+    for pk in Subscription.objects.filter(period_end__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            subscription = Subscription.objects.select_for_update().select_related("plan", "user").get(pk=pk)
+            while subscription.period_end <= now:
+                subscription.period_start = subscription.period_end
+                subscription.period_end = subscription.period_start + PERIOD
+                _period_grant(subscription)
+            subscription.save(update_fields=["period_start", "period_end"])
+        renewed += 1
+    return renewed
+
+
+def admission_check(*, user: Any, active_runs: Callable[[], int], runs_since: Callable[[datetime], int]) -> Plan:
+    """
+    Call inside the transaction that starts a run. The user's subscription row is locked, so
+    simultaneous starts of one user are decided one after another on committed counts: a plan
+    admitting 10 concurrent runs admits exactly 10 of 50 simultaneous starts.
+    """
+    subscription = Subscription.objects.select_for_update().select_related("plan").filter(user=user).first()
+    if subscription is None:
+        subscription_start(user=user)
+        subscription = Subscription.objects.select_for_update().select_related("plan").get(user=user)
+    plan = subscription.plan
+    balance = balance_of(user)
+    minimum = settings.BILLING_RUN_MINIMUM_MICRO
+    if balance < minimum:
+        raise AdmissionRefused(
+            "insufficient_credits",
+            f"The balance ({credits(balance)} credits) is below a run's minimum of {credits(minimum)}.",
+        )
+    if active_runs() >= plan.max_concurrent_runs:
+        raise AdmissionRefused(
+            "concurrency_limit", f"The {plan.name} plan runs at most {plan.max_concurrent_runs} runs at once."
+        )
+    day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    if runs_since(day_start) >= plan.max_runs_per_day:
+        raise AdmissionRefused(
+            "daily_limit", f"The {plan.name} plan starts at most {plan.max_runs_per_day} runs a day."
+        )
+    return plan

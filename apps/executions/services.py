@@ -17,6 +17,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.billing import services as billing
 from apps.executions import events, records
 from apps.executions.models import Execution, NodeExecution
 from apps.workflows.models import WorkflowVersion
@@ -99,8 +100,20 @@ def execution_create(
 
 
 def execution_start(*, execution: Execution) -> Execution:
-    """pending -> queued, and one message to the workers once that is committed."""
+    """
+    pending -> queued, and one message to the workers once that is committed. The owner's plan
+    admits it first (credits, concurrent runs, runs today), under their subscription's row lock.
+    """
     with transaction.atomic():
+        owner_runs = Execution.objects.filter(owner_id=execution.owner_id)
+        try:
+            billing.admission_check(
+                user=execution.owner,
+                active_runs=lambda: owner_runs.filter(status__in=(Status.QUEUED, Status.RUNNING)).count(),
+                runs_since=lambda moment: owner_runs.filter(queued_at__gte=moment).count(),
+            )
+        except billing.AdmissionRefused as refused:
+            raise ExecutionRefused(refused.code, str(refused)) from None
         now = timezone.now()
         moved = Execution.objects.filter(pk=execution.pk, status=Status.PENDING).update(
             status=Status.QUEUED, queued_at=now

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -150,6 +150,16 @@ ENDED = {
 }
 
 
+# The plan's answer to a start: no credits left is 402; a limit reached is 429 (try again later).
+ADMISSION_STATUS = {"insufficient_credits": 402, "concurrency_limit": 429, "daily_limit": 429}
+
+
+class AdmissionError(APIException):
+    def __init__(self, detail: str, *, code: str, status: int) -> None:
+        super().__init__(detail, code)
+        self.status_code = status
+
+
 def _sentence(text: str) -> str:
     text = text.strip().rstrip(".")
     return f"{text[:1].upper()}{text[1:]}."
@@ -161,6 +171,8 @@ def refusals_as_api_errors() -> Iterator[None]:
     try:
         yield
     except services.ExecutionRefused as refused:
+        if refused.code in ADMISSION_STATUS:
+            raise AdmissionError(str(refused), code=refused.code, status=ADMISSION_STATUS[refused.code]) from refused
         if refused.code != "invalid_inputs":
             raise Conflict(_sentence(str(refused))) from refused
         fields: dict[str, list[str]] = {}
