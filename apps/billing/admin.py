@@ -9,7 +9,16 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from apps.billing import services
-from apps.billing.models import MICRO, CreditAccount, CreditTransaction, ModelPrice, UnitPrice, credits
+from apps.billing.models import (
+    MICRO,
+    CreditAccount,
+    CreditTransaction,
+    ModelPrice,
+    Plan,
+    Subscription,
+    UnitPrice,
+    credits,
+)
 
 
 class GrantForm(forms.Form):
@@ -109,3 +118,26 @@ class ModelPriceAdmin(admin.ModelAdmin):
 class UnitPriceAdmin(admin.ModelAdmin):
     list_display = ["subject", "name", "per_call", "per_minute"]
     list_filter = ["subject"]
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "grant_credits", "max_concurrent_runs", "max_runs_per_day", "max_run_seconds", "is_default"]
+    list_filter = ["is_default"]
+
+    @admin.display(description=_("credits per period"), ordering="monthly_grant")
+    def grant_credits(self, plan: Plan) -> str:
+        return credits(plan.monthly_grant)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["user", "plan", "period_start", "period_end"]
+    list_filter = ["plan"]
+    search_fields = ["user__username", "user__email"]
+    list_select_related = ["user", "plan"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["period_start", "period_end"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every user gets one when the account is created

@@ -271,3 +271,9 @@ def admission_check(*, user: Any, active_runs: Callable[[], int], runs_since: Ca
             "daily_limit", f"The {plan.name} plan starts at most {plan.max_runs_per_day} runs a day."
         )
     return plan
+
+
+def run_seconds_allowed(user: Any) -> int:
+    """The longest a run of `user` may take under their plan (the default plan's before they have one)."""
+    plan = Plan.objects.filter(subscriptions__user=user).first() or default_plan()
+    return plan.max_run_seconds

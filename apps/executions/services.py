@@ -93,7 +93,7 @@ def execution_create(
             parent=parent,
             parent_node_id=parent_node_id,
             retry_of=retry_of,
-            time_budget_seconds=settings.EXECUTION_TIME_BUDGET_SECONDS,
+            time_budget_seconds=min(settings.EXECUTION_TIME_BUDGET_SECONDS, billing.run_seconds_allowed(owner)),
         )
         events.execution_status(execution, status=Status.PENDING)
     return execution

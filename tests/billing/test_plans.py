@@ -104,3 +104,21 @@ def test_fifty_simultaneous_starts_admit_exactly_the_plans_ten():
         thread.join(60)
     assert sorted(outcomes) == ["concurrency_limit"] * 40 + ["started"] * 10, connection.vendor
     assert Execution.objects.filter(status="queued").count() == 10
+
+
+def test_a_runs_time_budget_is_the_plans_max_run_time_when_shorter(settings):
+    settings.EXECUTION_TIME_BUDGET_SECONDS = 3600
+    user = UserFactory()
+    Subscription.objects.filter(user=user).update(plan=plan(max_run_seconds=90))
+    version = published(user, *FLOW)
+    assert runs.execution_create(version=version, inputs={"t": "x"}, owner=user).time_budget_seconds == 90
+    Plan.objects.filter(subscriptions__user=user).update(max_run_seconds=7200)
+    assert runs.execution_create(version=version, inputs={"t": "x"}, owner=user).time_budget_seconds == 3600
+
+
+def test_operators_see_plans_and_subscriptions(client):
+    operator = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    assert "Free" in client.get("/admin/billing/plan/").content.decode()
+    assert "root" in client.get("/admin/billing/subscription/").content.decode()
+    assert client.get("/admin/billing/subscription/add/").status_code == 403
