@@ -427,6 +427,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CreditTransactionKindEnum": "apps.billing.models.CreditTransaction.Kind",
+        "CredentialKindEnum": "apps.agents.models.Credential.Kind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.users.api.schema.add_error_responses",

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.agents.api.urls")),
     path("", include("apps.workflows.api.urls")),
     path("", include("apps.executions.api.urls")),
+    path("", include("apps.billing.api.urls")),
 ]
 
 urlpatterns = [

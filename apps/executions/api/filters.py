@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import django_filters
 from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from apps.executions.models import Execution
+from apps.users.api.filters import UtcDateTimeFilter
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -23,26 +22,6 @@ class IdFilter(django_filters.NumberFilter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", 2**63 - 1)
         super().__init__(*args, **kwargs)
-
-
-class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 date-time, as UTC; offsets beyond ±14:00 and dates that leave the calendar are refused."""
-
-    def clean(self, value: object) -> datetime | None:
-        moment = super().clean(value)
-        if moment is None:
-            return None
-        offset = moment.utcoffset()
-        if offset is not None and abs(offset) > timedelta(hours=14):
-            raise forms.ValidationError("The time zone offset must be between -14:00 and +14:00.")
-        try:
-            return moment.astimezone(UTC)
-        except OverflowError:
-            raise forms.ValidationError("The date is out of range.") from None
-
-
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = UtcDateTimeField
 
 
 class StatusIn(django_filters.BaseInFilter, django_filters.ChoiceFilter):

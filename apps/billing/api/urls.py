@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from apps.billing.api import views
+
+router = SimpleRouter()
+router.register("billing/transactions", views.TransactionViewSet, basename="credit-transaction")
+
+urlpatterns = [
+    path("billing/balance/", views.BalanceView.as_view(), name="billing-balance"),
+    path("billing/plan/", views.PlanView.as_view(), name="billing-plan"),
+    *router.urls,
+]
