@@ -19,7 +19,7 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, inte
     while not condition():
         if time.monotonic() > deadline:
             raise BenchTimeout(f"{what} did not happen within {timeout:g} s")
-        time.sleep(interval)
+        time.sleep(interval)  # polling a condition in another process, bounded by the deadline above
 
 
 def percentile(values: list[float], p: float) -> float:

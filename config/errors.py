@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from apps.users.api.errors import error_body
+
 
 def _api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, "fields": {}}}, status=status)
+    return JsonResponse(error_body(code, message), status=status)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

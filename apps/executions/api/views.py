@@ -44,7 +44,7 @@ from apps.executions.broadcast import execution_group
 from apps.executions.models import Execution, NodeExecution
 from apps.executions.streams import RunStream, stored_events_after, visible_execution, whole_number
 from apps.users.api.base import ApiMixin
-from apps.users.api.errors import Conflict
+from apps.users.api.errors import Conflict, error_body
 from apps.users.authentication import request_principal
 from apps.workflows.models import Workflow, WorkflowVersion
 
@@ -54,8 +54,8 @@ STATUS_OF_ERROR = {"not_authenticated": 401, "invalid_api_key": 401, "missing_sc
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
-    """The API's one error shape: `{"error": {"code", "message", "fields"}}`."""
-    return JsonResponse({"error": {"code": code, "message": message, "fields": fields or {}}}, status=status)
+    """The API's one error shape (apps.users.api.errors), for this plain async view."""
+    return JsonResponse(error_body(code, message, fields), status=status)
 
 
 def _whole_number(value: str | None, name: str) -> int | JsonResponse:
