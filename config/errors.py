@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+import logging
+
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
+from django.template import loader
 from django.views import defaults
+from django_guid import get_guid
 
 from apps.users.api.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+# The last resort when the 500 page itself fails to render: plain HTML that needs nothing.
+FALLBACK_500 = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Server error · Switchboard</title>'
+    "</head><body><main><h1>Something went wrong</h1><p>The error was on our side and has been logged. "
+    "Please try again in a moment.</p></main></body></html>"
+)
 
 
 def _api(request: HttpRequest) -> bool:
@@ -25,7 +38,14 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     if _api(request):
         return _error(500, "server_error", "Something went wrong on our side; the request id is in X-Request-ID.")
-    return defaults.server_error(request)
+    # 500.html extends only the page skeleton: no request context, no user, no database; the
+    # request id (also in X-Request-ID and on every log line) lets an operator find the error.
+    try:
+        html = loader.render_to_string("500.html", {"request_id": get_guid()})
+    except Exception:
+        logger.exception("The 500 page could not be rendered; answered with plain HTML instead.")
+        html = FALLBACK_500
+    return HttpResponseServerError(html)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -4,6 +4,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import REGISTRY
+
+from apps.agents.browser import BrowserPoolCollector
+
+# The browser pool's numbers: this process's pool, and what worker processes published in the
+# shared cache (apps/agents/browser.py), one `worker` label each.
+if not any(isinstance(c, BrowserPoolCollector) for c in list(REGISTRY._collector_to_names)):
+    REGISTRY.register(BrowserPoolCollector())
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -234,6 +234,22 @@ BILLING_MAX_MOVEMENT_CREDITS = env.int("BILLING_MAX_MOVEMENT_CREDITS", default=1
 BILLING_FALLBACK_PER_MILLION = env.int("BILLING_FALLBACK_PER_MILLION", default=30)
 # A run starts only while the balance holds at least this much (micro-credits; 0.01 credits).
 BILLING_RUN_MINIMUM_MICRO = env.int("BILLING_RUN_MINIMUM_MICRO", default=10_000)
+# Below this balance (micro-credits; 1 credit) the user gets one email and one in-app notice per crossing.
+BILLING_LOW_BALANCE_MICRO = env.int("BILLING_LOW_BALANCE_MICRO", default=1_000_000)
+# Credit packs sold through Stripe Checkout: id -> credits and price (smallest currency unit).
+BILLING_CREDIT_PACKS = {
+    "starter": {"credits": 10, "unit_amount": 1000, "currency": "usd"},
+    "builder": {"credits": 50, "unit_amount": 4500, "currency": "usd"},
+    "team": {"credits": 200, "unit_amount": 16000, "currency": "usd"},
+}
+
+# Payments (Stripe Checkout). Without both keys the payment endpoints answer 503 and the rest
+# of billing works. STRIPE_API_BASE points the client elsewhere (the tests' loopback server).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# A webhook signed longer ago than this is refused as stale (Stripe's own default).
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
 
 # Live streams (WebSocket and Server-Sent Events)
 WEBSOCKET_MAX_MESSAGE_BYTES = env.int("WEBSOCKET_MAX_MESSAGE_BYTES", default=64 * 1024)
@@ -344,6 +360,10 @@ if PRODUCTION and not CREDENTIAL_KEYS:
         "CREDENTIAL_KEYS must be set when DJANGO_ENV=production "
         '(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())").'
     )
+# The only way for user-directed HTTP (nodes, tools, MCP, browser) to reach internal addresses:
+# comma-separated `host`, `host:port`, address, `address:port` or CIDR entries; empty by default.
+# Checked at start-up by apps.agents.egress (system check egress.E001).
+EGRESS_ALLOW = env.list("EGRESS_ALLOW", default=[])
 # Seconds a run may take in all, unless its plan says less.
 EXECUTION_TIME_BUDGET_SECONDS = env.int("EXECUTION_TIME_BUDGET_SECONDS", default=3600)
 # A running worker renews its lease this often; the reaper requeues runs whose lease is this old.
@@ -356,6 +376,43 @@ EXECUTION_CANCEL_POLL_SECONDS = env.float("EXECUTION_CANCEL_POLL_SECONDS", defau
 # Avatars: the largest upload accepted, and the formats Pillow must recognise.
 AVATAR_MAX_BYTES = env.int("AVATAR_MAX_BYTES", default=2 * 1024 * 1024)
 AVATAR_MAX_PIXELS = 4096
+
+# =============================================================================
+# Browser pool: headless Chromium for the `browser` node and the agents' browser tools
+# (apps/agents/browser/; one pool per worker process). Never `playwright install`.
+# =============================================================================
+BROWSER_EXECUTABLE = env.str("BROWSER_EXECUTABLE", default="/usr/bin/chromium")
+
+
+def _positive(name: str, cast: type[int] | type[float], default: int | float) -> int | float:
+    try:
+        value = cast(env.str(name, default=str(default)).strip())
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be a {'whole ' if cast is int else ''}number greater than 0.")
+    return value
+
+
+# Chromium processes per worker process (about 375 MiB each), and runs (contexts) each one serves.
+BROWSER_MAX_PROCESSES = _positive("BROWSER_MAX_PROCESSES", int, 2)
+BROWSER_MAX_CONTEXTS_PER_PROCESS = _positive("BROWSER_MAX_CONTEXTS_PER_PROCESS", int, 4)
+# A browser serving no run closes after this many seconds.
+BROWSER_IDLE_SECONDS = _positive("BROWSER_IDLE_SECONDS", float, 120.0)
+# The longest one action (open, click, extract…) may take; a node's config may only lower it.
+BROWSER_ACTION_TIMEOUT_SECONDS = _positive("BROWSER_ACTION_TIMEOUT_SECONDS", float, 30.0)
+BROWSER_LAUNCH_TIMEOUT_SECONDS = _positive("BROWSER_LAUNCH_TIMEOUT_SECONDS", float, 30.0)
+# This many failed launches in a row make browser work fail fast (`browser_unavailable`) for the
+# cool-down; then one trial launch decides whether the browser is back.
+BROWSER_BREAKER_FAILURES = _positive("BROWSER_BREAKER_FAILURES", int, 3)
+BROWSER_BREAKER_COOLDOWN_SECONDS = _positive("BROWSER_BREAKER_COOLDOWN_SECONDS", float, 30.0)
+# The largest answer a page may load per request (bytes), and each page's JavaScript heap (MiB).
+BROWSER_MAX_RESPONSE_BYTES = _positive("BROWSER_MAX_RESPONSE_BYTES", int, 20 * 1024 * 1024)
+BROWSER_JS_HEAP_MB = _positive("BROWSER_JS_HEAP_MB", int, 512)
+# The demo's browser workflow (seed_demo) opens a page this server serves itself. On the embedded
+# default outside production, and only while EGRESS_ALLOW is not set, `make run`'s address joins it.
+if EMBEDDED_WORKER and not PRODUCTION and "EGRESS_ALLOW" not in os.environ:
+    EGRESS_ALLOW = [*EGRESS_ALLOW, "127.0.0.1:8000"]
 
 # =============================================================================
 # Email
@@ -381,6 +438,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Front-end packages from npm (package.json; `npm ci` puts them in node_modules, never in the
+# repository): URL prefix under STATIC_URL -> the package's dist folder. config.frontend's finder
+# serves them and collectstatic copies them; a missing folder is a system check warning (frontend.W001).
+NPM_STATIC = {"vendor/htmx": BASE_DIR / "node_modules" / "htmx.org" / "dist"}
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "config.frontend.NodePackagesFinder",
+]
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 STORAGES = {
@@ -496,5 +562,8 @@ LOGGING = {
         "pika": {"level": "WARNING"},
         "django_guid": {"level": "WARNING"},
         "apscheduler": {"level": "WARNING"},
+        # httpx logs every request's full URL at INFO, query strings (tokens) included.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

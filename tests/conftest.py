@@ -17,9 +17,20 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_state(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EGRESS_ALLOW = []  # outbound HTTP is closed to internal addresses unless a test opens it
     cache.clear()  # allauth's rate limits live in the cache
     yield
     cache.clear()
+
+
+@pytest.fixture
+def egress_allow(settings):
+    """`egress_allow(server.netloc)` lets the egress module reach that test server (host:port or CIDR)."""
+
+    def allow(*entries: str) -> None:
+        settings.EGRESS_ALLOW = [*settings.EGRESS_ALLOW, *entries]
+
+    return allow
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from apps.agents import tools
+from apps.agents import mcp, tools
 from apps.agents.models import Agent
 from apps.agents.providers import build_chat_model
 
@@ -33,12 +33,16 @@ def agent_runtime(agent: Agent, *, secret: str | None, timeout: float) -> AgentR
         base_url=base_url,
         timeout=timeout,
     )
+    # HTTP tools and MCP tools of the owner's catalogue; they load at the model's first call.
+    model, catalogue_tools = mcp.agent_catalogue(
+        model, owner_id=agent.owner_id, names=agent.tools or [], timeout=timeout
+    )
     return AgentRuntime(
         name=agent.name,
         provider=agent.provider,
         model_name=agent.model,
         model=model,
-        tools=tools.resolve(agent.tools or []),
+        tools=[*tools.resolve(agent.tools or []), *catalogue_tools],
         system_prompt=agent.system_prompt,
         max_iterations=agent.max_iterations,
     )

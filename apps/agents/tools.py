@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from apps.agents import egress, expressions
+from apps.agents import browser_tools, egress, expressions
 
 HTTP_GET_MAX_BYTES = 200_000
 HTTP_GET_MAX_CHARS = 20_000
@@ -55,15 +55,30 @@ TOOLS: dict[str, Callable[[], BaseTool]] = {
     "calculator": lambda: _tool(calculator, name="calculator"),
     "current_time": lambda: _tool(current_time, name="current_time"),
     "http_get": lambda: _tool(http_get, name="http_get", coroutine=True),
+    # browser_open, browser_click, …: the run's browser (apps.agents.browser_tools)
+    **browser_tools.TOOLS,
 }
 
 
 def describe() -> list[dict]:
-    return [{"name": name, "description": factory().description} for name, factory in sorted(TOOLS.items())]
+    described = []
+    for name, factory in sorted(TOOLS.items()):
+        tool = factory()
+        schema = (
+            tool.tool_call_schema.model_json_schema() if not isinstance(tool.args_schema, dict) else tool.args_schema
+        )
+        described.append({"name": name, "description": tool.description, "input_schema": schema})
+    return described
 
 
 def resolve(names: list[str]) -> list[BaseTool]:
-    unknown = [name for name in names if name not in TOOLS]
+    """The built-in tools among `names`; catalogue names (`http:<id>`, `mcp:<id>:<tool>`) are the runtime's."""
+    from apps.agents import mcp
+
+    unknown = [name for name in names if name not in TOOLS and mcp.parse_reference(name) is None]
     if unknown:
-        raise ValueError(f"unknown tools: {', '.join(unknown)}; available: {', '.join(sorted(TOOLS))}")
-    return [TOOLS[name]() for name in names]
+        raise ValueError(
+            f"unknown tools: {', '.join(unknown)}; available: {', '.join(sorted(TOOLS))}, "
+            "http:<id> and mcp:<id>:<tool> from your tool catalogue"
+        )
+    return [TOOLS[name]() for name in names if name in TOOLS]

@@ -81,8 +81,18 @@ class CreditAccountAdmin(admin.ModelAdmin):
 class CreditTransactionAdmin(admin.ModelAdmin):
     """The ledger, read-only: corrections are new rows."""
 
-    list_display = ["created_at", "user", "kind", "amount_credits", "balance_after_credits", "execution", "description"]
-    list_filter = ["kind", "created_at"]
+    list_display = [
+        "created_at",
+        "user",
+        "kind",
+        "amount_credits",
+        "balance_after_credits",
+        "execution",
+        "description",
+        "fallback_price",
+    ]
+    # "Fallback price": charges for a model without a price; give it one in Model prices.
+    list_filter = ["kind", "fallback_price", "created_at"]
     search_fields = ["user__username", "idempotency_key", "description"]
     list_select_related = ["user", "execution"]
     date_hierarchy = "created_at"

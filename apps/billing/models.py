@@ -72,6 +72,11 @@ class CreditTransaction(models.Model):
         related_name="credit_transactions",
     )
     description = models.CharField(_("description"), max_length=255, blank=True)
+    fallback_price = models.BooleanField(
+        _("fallback price"),
+        default=False,
+        help_text=_("Charged at BILLING_FALLBACK_PER_MILLION because its model has no price: set one."),
+    )
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

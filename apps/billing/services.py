@@ -14,9 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from apps.billing import notices
 from apps.billing.models import (
     MICRO,
     CreditAccount,
@@ -35,9 +36,9 @@ class LedgerRefused(ValueError):
     """A movement that may not be posted (zero, absurd, or on a key already used for another user)."""
 
 
-def _locked_account(user: Any) -> CreditAccount:
-    CreditAccount.objects.get_or_create(user=user)
-    return CreditAccount.objects.select_for_update().get(user=user)
+def _locked_account(user_id: Any) -> CreditAccount:
+    CreditAccount.objects.get_or_create(user_id=user_id)
+    return CreditAccount.objects.select_for_update().get(user_id=user_id)
 
 
 def ledger_post(
@@ -50,11 +51,12 @@ def ledger_post(
     execution: Any = None,
     node_execution: Any = None,
     actor: Any = None,
+    fallback_price: bool = False,
 ) -> tuple[CreditTransaction, bool]:
     """
-    Post `amount` micro-credits (negative spends) to `user`; `(row, True)`, or the row already
-    posted under `idempotency_key` and False, changing nothing. Call inside the transaction that
-    records what is being paid for, so both commit or neither does.
+    Post `amount` micro-credits (negative spends) to `user` (a user or its id); `(row, True)`, or
+    the row already posted under `idempotency_key` and False, changing nothing. Call inside the
+    transaction that records what is being paid for, so both commit or neither does.
     """
     if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
         raise LedgerRefused("The amount must be a whole, non-zero number of micro-credits.")
@@ -64,37 +66,40 @@ def ledger_post(
         raise LedgerRefused(f"Unknown kind {kind!r}.")
     if not idempotency_key or len(idempotency_key) > 200:
         raise LedgerRefused("A movement needs an idempotency key of 1 to 200 characters.")
+    user_id = getattr(user, "pk", user)
     try:
         with transaction.atomic():
             # The lock orders every movement of this user; the key check under it sees any
             # movement with the same key that committed before.
-            account = _locked_account(user)
+            account = _locked_account(user_id)
             posted = CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()
             if posted is not None:
-                return _already(posted, user)
+                return _already(posted, user_id)
             CreditAccount.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
             row = CreditTransaction.objects.create(
-                user=user,
+                user_id=user_id,
                 kind=kind,
                 amount=amount,
                 balance_after=account.balance + amount,
-                execution=execution,
-                node_execution=node_execution,
+                execution_id=getattr(execution, "pk", execution),
+                node_execution_id=getattr(node_execution, "pk", node_execution),
                 description=description[:255],
+                fallback_price=fallback_price,
                 idempotency_key=idempotency_key,
                 actor=actor,
             )
+            notices.balance_moved(user_id=user_id, before=account.balance, after=row.balance_after)
             return row, True
     except IntegrityError:
         # The same key committed for another user's account between our check and insert.
         posted = CreditTransaction.objects.filter(idempotency_key=idempotency_key).first()
         if posted is None:
             raise
-        return _already(posted, user)
+        return _already(posted, user_id)
 
 
-def _already(posted: CreditTransaction, user: Any) -> tuple[CreditTransaction, bool]:
-    if posted.user_id != getattr(user, "pk", user):
+def _already(posted: CreditTransaction, user_id: Any) -> tuple[CreditTransaction, bool]:
+    if posted.user_id != user_id:
         raise LedgerRefused(f"The key {posted.idempotency_key!r} was used for another account.")
     return posted, False
 
@@ -120,42 +125,76 @@ def _per_million(tokens: int, price: int) -> int:
     return -(-tokens * price // 1_000_000)
 
 
+class PriceBook:
+    """
+    The prices one run is charged at, read from the database once per run: those in effect when
+    the run started, so a price changed mid-run applies from the next run on.
+    """
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+        self._models: dict[tuple[str, str], tuple[int, int, bool]] = {}
+        self._units: dict[tuple[str, str], UnitPrice] | None = None
+
+    def model(self, provider: str, model: str) -> tuple[int, int, bool]:
+        """(input, output) micro-credits per million tokens, and whether it is the fallback."""
+        if (provider, model) not in self._models:
+            prices = ModelPrice.objects.effective_at(self.moment).filter(provider=provider, model__in=[model, "*"])
+            best = sorted(prices, key=lambda price: (price.model == "*", -price.effective_from.timestamp()))
+            if best:
+                found = (best[0].input_per_million, best[0].output_per_million, False)
+            else:
+                fallback = settings.BILLING_FALLBACK_PER_MILLION * MICRO
+                found = (fallback, fallback, True)
+            self._models[provider, model] = found
+        return self._models[provider, model]
+
+    def unit(self, subject: str, name: str) -> UnitPrice | None:
+        if self._units is None:
+            self._units = {(price.subject, price.name): price for price in UnitPrice.objects.all()}
+        return self._units.get((subject, name))
+
+    def cost(self, *, node_type: str, usage: dict) -> Cost:
+        """What a finished node costs: its tokens at its model's price, plus per-call prices."""
+        amount, lines, fallback = 0, [], False
+        if usage.get("model") and (usage.get("input_tokens") or usage.get("output_tokens")):
+            provider, model = str(usage.get("provider", "")), str(usage["model"])
+            per_input, per_output, fallback = self.model(provider, model)
+            tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+            amount += _per_million(tokens_in, per_input) + _per_million(tokens_out, per_output)
+            lines.append(
+                f"{provider}/{model}: {tokens_in} in, {tokens_out} out" + (" (fallback price)" if fallback else "")
+            )
+        node_price = self.unit(UnitPrice.Subject.NODE, node_type)
+        if node_price is not None and node_price.per_call:
+            amount += node_price.per_call
+            lines.append(f"{node_type} node")
+        seconds = float(usage.get("browser_seconds", 0) or 0)
+        browser_price = self.unit(UnitPrice.Subject.NODE, "browser")
+        if seconds > 0 and browser_price is not None and browser_price.per_minute:
+            # Browser time, per minute, pro rata to the millisecond and rounded up.
+            amount += -(-round(seconds * 1000) * browser_price.per_minute // 60_000)
+            lines.append(f"{seconds:.1f} s of browser")
+        calls = int(usage.get("tool_calls", 0) or 0)
+        tool_price = self.unit(UnitPrice.Subject.TOOL, "*")
+        if calls and tool_price is not None and tool_price.per_call:
+            amount += calls * tool_price.per_call
+            lines.append(f"{calls} tool call(s)")
+        if fallback:
+            logger.warning(
+                "no price for %s/%s: charged at the fallback price", usage.get("provider"), usage.get("model")
+            )
+        return Cost(amount=amount, lines=tuple(lines), fallback=fallback)
+
+
 def model_price(provider: str, model: str, moment: datetime) -> tuple[int, int, bool]:
     """(input, output) micro-credits per million tokens at `moment`, and whether it is the fallback."""
-    prices = ModelPrice.objects.effective_at(moment).filter(provider=provider, model__in=[model, "*"])
-    best = sorted(prices, key=lambda price: (price.model == "*", -price.effective_from.timestamp()))
-    if best:
-        return best[0].input_per_million, best[0].output_per_million, False
-    fallback = settings.BILLING_FALLBACK_PER_MILLION
-    return fallback * MICRO, fallback * MICRO, True
+    return PriceBook(moment).model(provider, model)
 
 
 def node_cost(*, node_type: str, usage: dict, moment: datetime) -> Cost:
-    """What a finished node costs: its tokens at its model's price, plus per-call prices."""
-    amount, lines, fallback = 0, [], False
-    if usage.get("model") and (usage.get("input_tokens") or usage.get("output_tokens")):
-        provider, model = str(usage.get("provider", "")), str(usage["model"])
-        per_input, per_output, fallback = model_price(provider, model, moment)
-        tokens_in, tokens_out = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-        tokens = _per_million(tokens_in, per_input) + _per_million(tokens_out, per_output)
-        amount += tokens
-        lines.append(
-            f"{provider}/{model}: {tokens_in} in, {tokens_out} out" + (" (fallback price)" if fallback else "")
-        )
-    units = {(price.subject, price.name): price for price in UnitPrice.objects.filter(name__in=[node_type, "*"])}
-    node_price = units.get((UnitPrice.Subject.NODE, node_type))
-    if node_price is not None and node_price.per_call:
-        amount += node_price.per_call
-        lines.append(f"{node_type} node")
-    calls = int(usage.get("tool_calls", 0) or 0)
-    if calls:
-        tool_price = UnitPrice.objects.filter(subject=UnitPrice.Subject.TOOL, name="*").first()
-        if tool_price is not None and tool_price.per_call:
-            amount += calls * tool_price.per_call
-            lines.append(f"{calls} tool call(s)")
-    if fallback:
-        logger.warning("no price for %s/%s: charged at the fallback price", usage.get("provider"), usage.get("model"))
-    return Cost(amount=amount, lines=tuple(lines), fallback=fallback)
+    """What a finished node costs at the prices in effect at `moment`."""
+    return PriceBook(moment).cost(node_type=node_type, usage=usage)
 
 
 def operator_grant(*, user: Any, amount: int, reason: str, actor: Any) -> CreditTransaction:
@@ -168,6 +207,37 @@ def operator_grant(*, user: Any, amount: int, reason: str, actor: Any) -> Credit
         amount=amount,
         idempotency_key=f"grant:{uuid.uuid4()}",
         description=f"Granted by {actor}: {reason}"[:255],
+        actor=actor,
+    )
+    return row
+
+
+class RefundRefused(ValueError):
+    """A run whose charges may not be refunded now (still running, or nothing left to give back)."""
+
+
+def run_refund(*, execution: Any, actor: Any, reason: str = "") -> CreditTransaction:
+    """
+    Give a finished run's charges back to its owner: one `refund` row naming the operator. What
+    was already refunded is not given twice: the key carries the total charged, so a repeated
+    or simultaneous refund of the same run posts once.
+    """
+    if execution.status not in execution.TERMINAL:
+        raise RefundRefused(f"Run {execution.pk} is {execution.status}: refund it once it has finished.")
+    moved = CreditTransaction.objects.filter(execution_id=execution.pk).aggregate(
+        charged=Sum("amount", filter=Q(kind=CreditTransaction.Kind.USAGE), default=0),
+        refunded=Sum("amount", filter=Q(kind=CreditTransaction.Kind.REFUND), default=0),
+    )
+    due = -moved["charged"] - moved["refunded"]
+    if due <= 0:
+        raise RefundRefused(f"Run {execution.pk} has no charges left to refund.")
+    row, _ = ledger_post(
+        user=execution.owner_id,
+        kind=CreditTransaction.Kind.REFUND,
+        amount=due,
+        idempotency_key=f"refund:run:{execution.pk}:{-moved['charged']}",
+        description=f"Run {execution.pk} refunded by {actor}" + (f": {reason}" if reason else ""),
+        execution=execution.pk,
         actor=actor,
     )
     return row

@@ -13,6 +13,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
+# How long a sender waits for the loop that sends (the server's or the process's sender loop).
+SEND_TIMEOUT_SECONDS = 10
+
 
 def execution_group(execution_id: Any) -> str:
     return f"execution.{execution_id}"
@@ -42,7 +45,14 @@ def event_committed(event: Any, *, workflow_id: Any) -> None:
     if isinstance(layer, InMemoryChannelLayer):
         server = _server_loop_elsewhere()
         if server is not None:
-            asyncio.run_coroutine_threadsafe(events_committed([event], workflow_id=workflow_id), server).result(10)
+            handed = asyncio.run_coroutine_threadsafe(events_committed([event], workflow_id=workflow_id), server)
+            try:
+                handed.result(SEND_TIMEOUT_SECONDS)
+            except TimeoutError:
+                handed.cancel()
+                logger.warning(
+                    "event %s#%s was not sent within %s s; dropped", event.execution_id, event.seq, SEND_TIMEOUT_SECONDS
+                )
         else:
             async_to_sync(events_committed)([event], workflow_id=workflow_id)
         return
@@ -104,10 +114,17 @@ async def on_sender_loop(coroutine: Any) -> None:
         server = _server_loop_elsewhere()
         if server is None:
             await coroutine
-        else:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, server))
-        return
-    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, _sender_loop()))
+            return
+    else:
+        server = _sender_loop()
+    # Bounded: a loop that stops between the check and the hand-over never runs the coroutine,
+    # and a broadcast (best effort: clients reread from the database) must never hold a run.
+    handed = asyncio.run_coroutine_threadsafe(coroutine, server)
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(handed), SEND_TIMEOUT_SECONDS)
+    except TimeoutError:
+        handed.cancel()
+        logger.warning("a broadcast was not sent within %s s; dropped", SEND_TIMEOUT_SECONDS)
 
 
 _server_loop: asyncio.AbstractEventLoop | None = None

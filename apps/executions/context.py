@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.files.base import ContentFile
 from django.db import transaction
 
-from apps.agents.crypto import SecretUnreadable
+from apps.agents import browser_tools
+from apps.agents.browser import BrowserSession, session_for
+from apps.agents.crypto import StreamRedactor, redact_all, redact_value
 from apps.agents.models import Agent, Credential
 from apps.agents.providers import build_chat_model
 from apps.agents.runtime import AgentRuntime, agent_runtime
+from apps.agents.services import CredentialUnavailable, credential_resolve
 from apps.executions import broadcast, events, services
-from apps.executions.models import Execution
+from apps.executions.models import Execution, NodeExecution, RunArtifact
 from apps.workflows.models import Workflow, WorkflowVersion
 from apps.workflows.nodes import NodeError
 
@@ -32,6 +37,7 @@ class RunContext:
         self.execution_id = str(runner.execution.pk)
         self.node_id = node_id
         self.timeout = timeout
+        self.stream_redactor = StreamRedactor(runner.secrets)
 
     @property
     def owner_id(self) -> int:
@@ -46,27 +52,33 @@ class RunContext:
             events.node_log(
                 self.runner.execution,
                 node_id=self.node_id,
-                message=message,
-                data=data,
+                message=redact_all(message, self.runner.secrets),
+                data=redact_value(data, self.runner.secrets),
                 lease=self.runner.worker_id,
                 sink=published,
             )
         return published
 
     async def stream_text(self, text: str) -> None:
-        await broadcast.text_delta(self.execution_id, self.node_id, text)
+        # Held back while it could be the start of a secret the run resolved (see StreamRedactor).
+        text = self.stream_redactor.feed(text)
+        if text:
+            await broadcast.text_delta(self.execution_id, self.node_id, text)
 
     # --- credentials and models -----------------------------------------------------------
 
     def _credential(self, credential_id: Any) -> tuple[Credential, str]:
-        credential = Credential.objects.filter(owner_id=self.owner_id, pk=credential_id).first()
-        if credential is None:
-            raise NodeError("unknown_credential", f"no credential {credential_id} of yours exists")
         try:
-            secret = credential.reveal_secret()
-        except SecretUnreadable as exc:
-            raise NodeError("credential_unreadable", str(exc)) from exc
-        self.runner.secrets.append(secret)
+            credential, secret = credential_resolve(
+                owner_id=self.owner_id,
+                credential_id=credential_id,
+                execution_id=self.execution_id,
+                node_id=self.node_id,
+            )
+        except CredentialUnavailable as exc:
+            raise NodeError(exc.code, str(exc)) from exc
+        if secret and secret not in self.runner.secrets:
+            self.runner.secrets.append(secret)  # redacted from errors, logs and streamed text
         return credential, secret
 
     async def chat_model(self, *, provider: str, model: str, parameters: dict, credential_id: Any | None) -> Any:
@@ -91,6 +103,7 @@ class RunContext:
         secret = None
         if agent.credential_id is not None:
             _, secret = await db(self._credential)(agent.credential_id)
+        browser_tools.bind(self)  # its browser tools act for this node, in this run's browser context
         try:
             return agent_runtime(agent, secret=secret, timeout=self.timeout)
         except ValueError as exc:
@@ -107,6 +120,52 @@ class RunContext:
         if credential.kind != Credential.Kind.HTTP_HEADER:
             raise NodeError("wrong_credential_kind", f"credential {credential_id} is not an HTTP header credential")
         return credential.header_name or "Authorization", secret
+
+    # --- the browser and artifacts --------------------------------------------------------
+
+    @functools.cached_property
+    def _browser_session(self) -> BrowserSession:
+        return session_for(self.execution_id, self.node_id)
+
+    def browser(self) -> BrowserSession:
+        """The run's browser context (opened on first use, closed when the run ends), in this node's tab."""
+        return self._browser_session
+
+    async def save_artifact(self, *, kind: str, content: bytes, content_type: str, name: str) -> dict:
+        """Store a file this node made (a screenshot) with the run and announce it in a node.log event."""
+        artifact = await db(self._save_artifact)(kind, content, content_type, name)
+        described = {
+            "id": artifact.pk,
+            "kind": artifact.kind,
+            "name": artifact.name,
+            "content_type": artifact.content_type,
+            "size": artifact.size,
+            "url": artifact.get_absolute_url(),
+        }
+        await self.log(f"saved {artifact.kind} {artifact.name}", artifact=described)
+        return described
+
+    def _save_artifact(self, kind: str, content: bytes, content_type: str, name: str) -> RunArtifact:
+        # This node's running attempt: a node never runs twice at once in one run.
+        attempt = (
+            NodeExecution.objects.filter(
+                execution_id=self.execution_id, node_id=self.node_id, status=NodeExecution.Status.RUNNING
+            )
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        artifact = RunArtifact(
+            execution_id=self.execution_id,
+            node_execution_id=attempt,
+            kind=kind,
+            name=name[:200],
+            content_type=content_type,
+            size=len(content),
+        )
+        artifact.file.save(name, ContentFile(content), save=False)
+        artifact.save()
+        return artifact
 
     # --- child runs ------------------------------------------------------------------------
 

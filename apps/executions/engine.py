@@ -35,7 +35,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
+from apps.agents.browser import release_run
+from apps.agents.crypto import redact_value
 from apps.agents.providers import ProviderError, provider_error, redact
+from apps.billing.services import PriceBook
 from apps.executions import broadcast, dataflow, events, records, services
 from apps.executions.context import RunContext
 from apps.executions.models import Execution, NodeExecution
@@ -145,6 +148,8 @@ class Runner:
         # Committed events wait here for one sender task: in seq order, off the nodes' critical path.
         self.outbox: list = list(published or [])
         self.outbox_ready: asyncio.Event | None = None
+        # A run is charged at the prices in effect when it started (read once, as nodes need them).
+        self.prices = PriceBook(execution.started_at or timezone.now())
 
     # --- the run -------------------------------------------------------------------------
 
@@ -160,6 +165,8 @@ class Runner:
             self.outbox_closed.set()
             self.outbox_ready.set()
             await asyncio.shield(sender)
+            # The run's browser context (cookies, storage, pages) ends with the run, whatever ended it.
+            await asyncio.shield(release_run(str(self.execution.pk)))
 
     async def _send_events(self) -> None:
         last_sent = -BROADCAST_COALESCE_SECONDS
@@ -176,9 +183,8 @@ class Runner:
             batch, self.outbox = self.outbox, []
             done = None in batch
             last_sent = time.monotonic()
-            await broadcast.on_sender_loop(
-                broadcast.events_committed([e for e in batch if e is not None], workflow_id=self.execution.workflow_id)
-            )
+            if sent := [e for e in batch if e is not None]:
+                await broadcast.on_sender_loop(broadcast.events_committed(sent, workflow_id=self.execution.workflow_id))
             if done:
                 return
 
@@ -369,13 +375,21 @@ class Runner:
         node_type = REGISTRY[self.plan.node_type(node_id)]
         config = self.plan.config(node_id)
         timeout = float(config.get("timeout_seconds") or node_type.default_timeout)
-        record_id, attempt, started_events = await db(self._record_start)(node_id, node_type.type, inputs, step)
-        await self._published(started_events)
-        context = RunContext(self, node_id, timeout)
         started = time.monotonic()
+        record_id, attempt, started_events, balance = await db(self._record_start)(
+            node_id, node_type.type, inputs, step
+        )
+        await self._published(started_events)
+        if balance <= 0:
+            # Out of credits: this node fails and the run with it, keeping what it produced so far.
+            error = {"code": "insufficient_credits", "message": "the balance is used up: add credits and retry the run"}
+            await self._fail(record_id, node_id, node_type.type, attempt, NodeExecution.Status.FAILED, error, started)
+            raise NodeFailed(node_id, error["code"], error["message"], "failed")
+        context = RunContext(self, node_id, timeout)
         try:
             result = await asyncio.wait_for(node_type.run(context, config, inputs), timeout)
-            outputs = jsonable(result.outputs)
+            # A server or model may echo a secret of the run's back: it goes no further than here.
+            outputs = redact_value(jsonable(result.outputs), self.secrets)
         except asyncio.CancelledError:
             status = (
                 NodeExecution.Status.TIMED_OUT if self.stop_reason == "timed_out" else NodeExecution.Status.CANCELLED
@@ -424,10 +438,10 @@ class Runner:
 
     # --- records (each one transaction; run in the worker thread) -------------------------
 
-    def _record_start(self, node_id: str, node_type: str, inputs: dict, step: int) -> tuple[int, int, list]:
+    def _record_start(self, node_id: str, node_type: str, inputs: dict, step: int) -> tuple[int, int, list, int]:
         attempt = self.attempts.get(node_id, 0) + 1
         self.attempts[node_id] = attempt
-        record_id, event = records.node_started(
+        record_id, event, balance = records.node_started(
             self.execution,
             lease=self.worker_id,
             node_id=node_id,
@@ -436,7 +450,7 @@ class Runner:
             inputs=jsonable(inputs),
             step=step,
         )
-        return record_id, attempt, [event]
+        return record_id, attempt, [event], balance
 
     def _record_success(
         self,
@@ -455,6 +469,7 @@ class Runner:
             usage=usage,
             delta=delta,
             duration_ms=int((time.monotonic() - started) * 1000),
+            cost=self.prices.cost(node_type=node_type, usage=usage),
         )
         return [self._record_end(record_id, node_id, node_type, attempt, result)]
 

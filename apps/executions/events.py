@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from apps.billing.models import credits
 from apps.executions import broadcast
 from apps.executions.models import Execution, ExecutionEvent
 
@@ -98,10 +99,14 @@ def node_finished_payload(
     usage: dict,
     error: dict | None,
     duration_ms: int,
+    cost: int = 0,
 ) -> tuple[str, dict]:
-    """The kind and payload of a node attempt's end: `node.completed`, or `node.failed` with its error."""
+    """
+    The kind and payload of a node attempt's end: `node.completed` (with what it was charged,
+    in credits), or `node.failed` with its error.
+    """
     if status == "succeeded":
-        payload = {"outputs": truncate(outputs), "duration_ms": duration_ms, "usage": usage}
+        payload = {"outputs": truncate(outputs), "duration_ms": duration_ms, "usage": usage, "cost": credits(cost)}
         return "node.completed", {"node_type": node_type, "attempt": attempt, **payload}
     payload = {"status": status, "error": error, "duration_ms": duration_ms}
     return "node.failed", {"node_type": node_type, "attempt": attempt, **payload}

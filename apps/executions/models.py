@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from apps.executions.managers import ExecutionEventQuerySet, ExecutionQuerySet, NodeExecutionQuerySet
@@ -53,6 +54,9 @@ class Execution(models.Model):
     lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
     time_budget_seconds = models.PositiveIntegerField(_("time budget (s)"))
+    cost = models.BigIntegerField(
+        _("cost (micro-credits)"), default=0, help_text=_("What the run's nodes were charged so far.")
+    )
     last_event_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
@@ -117,6 +121,9 @@ class NodeExecution(models.Model):
     started_at = models.DateTimeField(_("started"))
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+    cost = models.BigIntegerField(
+        _("cost (micro-credits)"), default=0, help_text=_("Charged when the node finished (ledger key node:<id>).")
+    )
     # The engine's bookkeeping: the superstep this attempt ran in, and what it changed in
     # the run's dataflow state; a resumed run folds these to pick up where it stopped.
     step = models.PositiveIntegerField(default=0)
@@ -154,3 +161,39 @@ class ExecutionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}#{self.seq} {self.type}"
+
+
+def artifact_path(artifact: RunArtifact, filename: str) -> str:
+    """Files of a run together; the stored name is random, the download name is `name`."""
+    extension = filename.rsplit(".", 1)[-1] if "." in filename else "bin"
+    return f"artifacts/{artifact.execution_id}/{uuid.uuid4().hex}.{extension}"
+
+
+class RunArtifact(models.Model):
+    """A file a run produced (a browser screenshot), kept in the media storage; its owner downloads it."""
+
+    class Kind(models.TextChoices):
+        SCREENSHOT = "screenshot", _("Screenshot")
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="artifacts")
+    node_execution = models.ForeignKey(
+        NodeExecution, on_delete=models.CASCADE, null=True, blank=True, related_name="artifacts"
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    name = models.CharField(_("name"), max_length=200, help_text=_("The file name offered on download."))
+    file = models.FileField(_("file"), upload_to=artifact_path, max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveIntegerField(_("size (bytes)"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("run artifact")
+        verbose_name_plural = _("run artifacts")
+        ordering = ["execution", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        """Where its owner downloads it (the runs API)."""
+        return reverse("executions-api:execution-artifact", args=[self.execution_id, self.pk])

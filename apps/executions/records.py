@@ -15,10 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from apps.billing import notices
+from apps.billing.models import CreditAccount, CreditTransaction
+from apps.billing.services import Cost, ledger_post
 from apps.executions import events
 from apps.executions.models import Execution, ExecutionEvent, NodeExecution
+
+FREE = Cost(amount=0, lines=())
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Finished:
     delta: dict
     duration_ms: int
     error: dict | None = None
+    cost: Cost = FREE
 
 
 def _json(value: Any) -> str:
@@ -37,7 +44,8 @@ def _json(value: Any) -> str:
 
 def node_started(
     execution: Execution, *, lease: str, node_id: str, node_type: str, attempt: int, inputs: dict, step: int
-) -> tuple[int, ExecutionEvent]:
+) -> tuple[int, ExecutionEvent, int]:
+    """The attempt's record and event, and the owner's balance as it stood (micro-credits; 0 with no account)."""
     now = timezone.now()
     payload = events.node_started_payload(node_type=node_type, attempt=attempt, inputs=inputs)
     if connection.vendor != "postgresql":
@@ -55,21 +63,22 @@ def node_started(
             event = events.node_event(
                 execution, kind="node.started", node_id=node_id, payload=payload, lease=lease, sink=[]
             )
-        return record.pk, event
+            balance = CreditAccount.objects.filter(user_id=execution.owner_id).values_list("balance", flat=True)
+            return record.pk, event, balance.first() or 0
     row = _one(
         f"""
         WITH seq AS ({_NEXT_SEQ}),
         node AS (
             INSERT INTO {_NODES} (execution_id, node_id, node_type, status, attempt, inputs, usage, error_code,
-                                  error_message, started_at, step, state_delta)
+                                  error_message, started_at, step, state_delta, cost)
             SELECT %(run)s, %(node)s, %(type)s, 'running', %(attempt)s, %(inputs)s::jsonb, '{{}}'::jsonb, '', '',
-                   %(now)s, %(step)s, '{{}}'::jsonb
+                   %(now)s, %(step)s, '{{}}'::jsonb, 0
             FROM seq
             RETURNING id
         )
         INSERT INTO {_EVENTS} (execution_id, seq, type, node_id, payload, created_at)
         SELECT %(run)s, seq.last_event_seq, 'node.started', %(node)s, %(payload)s::jsonb, %(now)s FROM seq
-        RETURNING id, seq, (SELECT id FROM node)
+        RETURNING id, seq, (SELECT id FROM node), (SELECT balance FROM {_ACCOUNTS} WHERE user_id = %(owner)s)
         """,  # noqa: S608 - table names are ours; values are parameters
         {
             "run": execution.pk,
@@ -81,16 +90,22 @@ def node_started(
             "now": now,
             "step": step,
             "payload": _json(payload),
+            "owner": execution.owner_id,
         },
     )
-    event_id, seq, record_id = row
-    return record_id, _event(execution, event_id, seq, "node.started", node_id, payload, now)
+    event_id, seq, record_id, balance = row
+    return record_id, _event(execution, event_id, seq, "node.started", node_id, payload, now), balance or 0
 
 
 def node_finished(
     execution: Execution, *, lease: str, record_id: int, node_id: str, node_type: str, attempt: int, result: Finished
 ) -> ExecutionEvent:
+    """
+    The attempt's end, its event, and its charge (`result.cost`), all in one transaction: the
+    ledger row's key `node:<record id>` means a node attempt is paid for once, whatever happens.
+    """
     now = timezone.now()
+    cost = result.cost.amount
     kind, payload = events.node_finished_payload(
         node_type=node_type,
         attempt=attempt,
@@ -99,11 +114,14 @@ def node_finished(
         usage=result.usage,
         error=result.error,
         duration_ms=result.duration_ms,
+        cost=cost,
     )
     error = result.error or {}
+    description = _charge_description(execution, node_id, result.cost)
     if connection.vendor != "postgresql":
         with transaction.atomic():
-            NodeExecution.objects.filter(pk=record_id).update(
+            # Only a running attempt ends (and is charged): finishing one twice changes nothing.
+            ended = NodeExecution.objects.filter(pk=record_id, status=NodeExecution.Status.RUNNING).update(
                 status=result.status,
                 outputs=result.outputs,
                 usage=result.usage,
@@ -112,22 +130,59 @@ def node_finished(
                 error_message=error.get("message", ""),
                 finished_at=now,
                 duration_ms=result.duration_ms,
+                cost=cost,
             )
             event = events.node_event(execution, kind=kind, node_id=node_id, payload=payload, lease=lease, sink=[])
+            if cost and ended:
+                Execution.objects.filter(pk=execution.pk).update(cost=F("cost") + cost)
+                ledger_post(
+                    user=execution.owner_id,
+                    kind=CreditTransaction.Kind.USAGE,
+                    amount=-cost,
+                    idempotency_key=f"node:{record_id}",
+                    description=description,
+                    execution=execution.pk,
+                    node_execution=record_id,
+                    fallback_price=result.cost.fallback,
+                )
         return event
+    # One statement: the lease check and event number (which also adds to the run's cost), the
+    # node row (only a running attempt ends: finishing one twice charges nothing), the owner's
+    # balance (an upsert holds its row lock until commit, as ledger_post's SELECT FOR UPDATE does),
+    # the ledger row, and the event. No charge: the account is untouched.
     row = _one(
         f"""
-        WITH seq AS ({_NEXT_SEQ}),
+        WITH running AS (SELECT 1 FROM {_NODES} WHERE id = %(record)s AND status = 'running'),
+        seq AS (
+            UPDATE {_RUNS} SET last_event_seq = last_event_seq + 1,
+                cost = cost + CASE WHEN EXISTS (SELECT 1 FROM running) THEN %(cost)s ELSE 0 END
+            WHERE id = %(run)s AND lease_owner = %(lease)s RETURNING last_event_seq
+        ),
         node AS (
             UPDATE {_NODES} SET status = %(status)s, outputs = %(outputs)s::jsonb, usage = %(usage)s::jsonb,
                 state_delta = %(delta)s::jsonb, error_code = %(code)s, error_message = %(message)s,
-                finished_at = %(now)s, duration_ms = %(duration)s
-            WHERE id = %(record)s AND EXISTS (SELECT 1 FROM seq)
+                finished_at = %(now)s, duration_ms = %(duration)s, cost = %(cost)s
+            WHERE id = %(record)s AND status = 'running' AND EXISTS (SELECT 1 FROM seq)
             RETURNING id
+        ),
+        account AS (
+            INSERT INTO {_ACCOUNTS} (user_id, balance, updated_at)
+            SELECT %(owner)s, -%(cost)s, %(now)s FROM node WHERE %(cost)s > 0
+            ON CONFLICT (user_id) DO UPDATE
+                SET balance = {_ACCOUNTS}.balance + EXCLUDED.balance, updated_at = EXCLUDED.updated_at
+            RETURNING balance
+        ),
+        charge AS (
+            INSERT INTO {_LEDGER} (user_id, kind, amount, balance_after, execution_id, node_execution_id,
+                                   description, fallback_price, idempotency_key, created_at)
+            SELECT %(owner)s, 'usage', -%(cost)s, account.balance, %(run)s, %(record)s, %(description)s,
+                   %(fallback)s, %(key)s, %(now)s
+            FROM account
+            RETURNING balance_after
         )
         INSERT INTO {_EVENTS} (execution_id, seq, type, node_id, payload, created_at)
         SELECT %(run)s, seq.last_event_seq, %(kind)s, %(node)s, %(payload)s::jsonb, %(now)s FROM seq
-        RETURNING id, seq, (SELECT id FROM node)
+        RETURNING id, seq, (SELECT balance_after FROM charge)
         """,  # noqa: S608 - table names are ours; values are parameters
         {
             "run": execution.pk,
@@ -144,10 +199,21 @@ def node_finished(
             "kind": kind,
             "node": node_id,
             "payload": _json(payload),
+            "cost": cost,
+            "owner": execution.owner_id,
+            "description": description,
+            "fallback": result.cost.fallback,
+            "key": f"node:{record_id}",
         },
     )
-    event_id, seq, _ = row
+    event_id, seq, balance_after = row
+    if balance_after is not None:
+        notices.balance_moved(user_id=execution.owner_id, before=balance_after + cost, after=balance_after)
     return _event(execution, event_id, seq, kind, node_id, payload, now)
+
+
+def _charge_description(execution: Execution, node_id: str, cost: Cost) -> str:
+    return f"Run {execution.pk}, node {node_id}: " + "; ".join(cost.lines)
 
 
 def run_claimed(*, execution_id: Any, worker_id: str, lease_seconds: int) -> ExecutionEvent | None:
@@ -216,6 +282,8 @@ def run_finished(
 _RUNS = Execution._meta.db_table
 _NODES = NodeExecution._meta.db_table
 _EVENTS = ExecutionEvent._meta.db_table
+_ACCOUNTS = CreditAccount._meta.db_table
+_LEDGER = CreditTransaction._meta.db_table
 # The run's next event number, which also proves this worker still holds the lease.
 _NEXT_SEQ = (
     f"UPDATE {Execution._meta.db_table} SET last_event_seq = last_event_seq + 1 "  # noqa: S608 - our table

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.users import services
-from apps.users.models import ApiKey, AuditEntry, LoginAttempt, User
+from apps.users.models import ApiKey, AuditEntry, LoginAttempt, Notice, User
 
 
 @admin.register(User)
@@ -128,4 +128,39 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
+        return False
+
+
+class NoticeReadFilter(admin.SimpleListFilter):
+    title = _("read")
+    parameter_name = "read"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", _("Read")), ("no", _("Unread"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Notice]) -> QuerySet[Notice]:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(read_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Notice)
+class NoticeAdmin(admin.ModelAdmin):
+    """Read-only: what each user was told in the app, and whether they read it."""
+
+    list_display = ["created_at", "user", "kind", "title", "read_at", "emailed_at"]
+    list_filter = ["kind", NoticeReadFilter, "created_at"]
+    search_fields = ["user__username", "user__email", "title"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = [field.name for field in Notice._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Notice | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Notice | None = None) -> bool:
         return False

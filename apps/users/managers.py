@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
+from django.utils import timezone
 
 
 class UserQuerySet(models.QuerySet):
@@ -31,3 +32,17 @@ class ApiKeyQuerySet(models.QuerySet):
 
     def usable(self, now: datetime) -> ApiKeyQuerySet:
         return self.filter(status="active").filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+
+
+class NoticeQuerySet(models.QuerySet):
+    def visible_to(self, user) -> NoticeQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(user=user)
+
+    def unread(self) -> NoticeQuerySet:
+        return self.filter(read_at__isnull=True)
+
+    def mark_read(self, now: datetime | None = None) -> int:
+        """Mark the unread ones read now; already read ones keep their first time. How many changed."""
+        return self.unread().update(read_at=now or timezone.now())

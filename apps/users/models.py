@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.users.managers import ApiKeyQuerySet, LoginAttemptQuerySet, UserManager
+from apps.users.managers import ApiKeyQuerySet, LoginAttemptQuerySet, NoticeQuerySet, UserManager
 from apps.users.validators import validate_avatar, validate_time_zone
 
 
@@ -195,3 +195,65 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Notice(models.Model):
+    """
+    A message for one user, shown in the app (and, for some kinds, also sent by email). Written
+    once by the feature that raises it; afterwards only `read_at` and `emailed_at` change.
+    """
+
+    class Kind(models.TextChoices):
+        LOW_BALANCE = "low_balance", _("Low balance")
+
+    user = models.ForeignKey(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"), blank=True)
+    link = models.CharField(_("link"), max_length=500, blank=True, help_text=_("A path or URL to act on it."))
+    dedupe_key = models.CharField(
+        _("dedupe key"),
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text=_("Set by the sender so that one event never gives two notices."),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    emailed_at = models.DateTimeField(_("emailed at"), null=True, blank=True, editable=False)
+
+    objects = NoticeQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("notice")
+        verbose_name_plural = _("notices")
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="notice_user_time"),
+            # The badge and `?unread=true`: a user's unread notices, newest first.
+            models.Index(
+                fields=["user", "-created_at"], name="notice_user_unread_time", condition=models.Q(read_at__isnull=True)
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "dedupe_key"], condition=~models.Q(dedupe_key=""), name="notice_user_dedupe_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None
+
+    def mark_read(self, now: datetime | None = None) -> bool:
+        """Read it now unless already read (compare-and-set, so the first time is kept); True if it changed."""
+        now = now or timezone.now()
+        changed = bool(Notice.objects.filter(pk=self.pk, read_at__isnull=True).update(read_at=now))
+        if changed:
+            self.read_at = now
+        elif self.read_at is None:
+            self.refresh_from_db(fields=["read_at"])
+        return changed

@@ -39,8 +39,17 @@ OPERATOR_PERMISSIONS: dict[str, str | tuple[str, ...]] = {
         "view_apikey",
         "change_apikey",
         "view_auditentry",
+        "view_notice",
     ),
-    "agents": ("view_agent", "view_credential"),
+    "agents": (
+        "view_agent",
+        "view_credential",
+        "view_credentialevent",
+        "view_tool",
+        "add_tool",
+        "change_tool",
+        "delete_tool",
+    ),
     "workflows": ("view_workflow", "view_workflowversion"),
     "account": ("view_emailaddress",),
 }

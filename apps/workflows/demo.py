@@ -108,6 +108,33 @@ def _report(triage: Workflow) -> dict:
     )
 
 
+# The page this server serves itself (static/demo/browser.html); `make run` listens on this address,
+# which the settings allow the browser to reach on the embedded default outside production.
+DEMO_PAGE = "http://127.0.0.1:8000/static/demo/browser.html"
+
+
+def _browser_quote() -> dict:
+    steps = [
+        {"action": "open", "url": "{{ page }}"},
+        {"action": "fill", "selector": "#item", "value": "{{ item }}"},
+        {"action": "select", "selector": "#size", "value": "large"},
+        {"action": "click", "selector": "#ask"},
+        {"action": "wait_for", "selector": "#quote-result:not(:empty)"},
+        {"action": "extract_text", "selector": "#quote-result", "as": "quote"},
+        {"action": "extract_table", "selector": "#prices", "as": "prices"},
+        {"action": "screenshot", "as": "screenshot"},
+    ]
+    return _graph(
+        [
+            ("page", "input", {"name": "page", "default": DEMO_PAGE, "description": "The shop page's address"}),
+            ("item", "input", {"name": "item", "default": "Tea", "description": "What to ask a price for"}),
+            ("shop", "browser", {"steps": steps, "action_timeout_seconds": 15}),
+            ("quote", "output", {"name": "quote"}),
+        ],
+        [("page", "value", "shop", "page"), ("item", "value", "shop", "item"), ("shop", "data", "quote", "value")],
+    )
+
+
 def _workflow(owner: Any, name: str, description: str, graph: dict) -> Workflow:
     workflow, created = Workflow.objects.get_or_create(
         owner=owner, name=name, defaults={"description": description, "graph": graph}
@@ -119,11 +146,17 @@ def _workflow(owner: Any, name: str, description: str, graph: dict) -> Workflow:
 
 @transaction.atomic
 def demo_seed(*, owner: Any) -> list[Workflow]:
-    """Create what is missing (idempotent); returns the three demo workflows."""
+    """Create what is missing (idempotent); returns the demo workflows."""
     calculator, _ = _agents(owner)
     triage = _workflow(owner, "Support triage", "Branches on 'urgent': escalate, or summarise with an LLM.", _triage())
     math = _workflow(owner, "Math helper", "An agent answers with the help of its calculator tool.", _math(calculator))
     report = _workflow(
         owner, "Daily report", "Runs 'Support triage' as a sub-workflow and formats a report.", _report(triage)
     )
-    return [triage, math, report]
+    quote = _workflow(
+        owner,
+        "Browser quote",
+        "A headless browser fills the demo shop's form, reads its price table and keeps a screenshot.",
+        _browser_quote(),
+    )
+    return [triage, math, report, quote]

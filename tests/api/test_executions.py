@@ -34,6 +34,7 @@ ITEM_FIELDS = {
     "finished_at",
     "duration_ms",
     "retry_of",
+    "cost",
 }
 NODE_FIELDS = {
     "node_id",
@@ -47,6 +48,8 @@ NODE_FIELDS = {
     "started_at",
     "finished_at",
     "duration_ms",
+    "cost",
+    "artifacts",
 }
 
 
@@ -359,10 +362,10 @@ def test_one_run_costs_the_same_few_queries_for_1_or_20_nodes(api, owner, django
     execution = pending(echo(owner))
     add_nodes(execution, 1)
     api.get(f"{URL}{execution.pk}/")
-    with django_assert_num_queries(3):  # the key, the run (with its version), its nodes
+    with django_assert_num_queries(4):  # the key, the run (with its version), its nodes, their artifacts
         assert len(api.get(f"{URL}{execution.pk}/").json()["nodes"]) == 1
     add_nodes(execution, 19)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         assert len(api.get(f"{URL}{execution.pk}/").json()["nodes"]) == 20
 
 
@@ -373,7 +376,7 @@ def test_nodes_lists_the_node_attempts_in_start_order_unpaginated(api, owner, dj
         started_at=timezone.now() - timedelta(days=1)
     )
     api.get(f"{URL}{execution.pk}/nodes/")
-    with django_assert_num_queries(3):  # the key, the run, its nodes
+    with django_assert_num_queries(4):  # the key, the run, its nodes, their artifacts
         body = api.get(f"{URL}{execution.pk}/nodes/").json()
     assert isinstance(body, list)
     assert [node["node_id"] for node in body] == ["n29", *(f"n{i}" for i in range(29))]

@@ -92,3 +92,15 @@ def test_installations_start_with_default_prices():
     scripted = node_cost(node_type="llm", usage=usage(provider="scripted", model="scripted-1"), moment=now)
     assert (scripted.amount, scripted.fallback) == (2_000, False)
     assert node_cost(node_type="llm", usage=usage(provider="ollama", model="llama3"), moment=now).amount == 0
+    import_module("apps.billing.migrations.0006_browser_price").seed(apps, None)
+    assert node_cost(node_type="browser", usage={"browser_seconds": 120}, moment=now).amount == 2 * MICRO // 100
+
+
+def test_browser_time_is_charged_per_minute_pro_rata_rounded_up():
+    UnitPrice.objects.create(subject="node", name="browser", per_minute=MICRO // 100)  # the seeded default
+    assert node_cost(node_type="browser", usage={"browser_seconds": 60}, moment=NOW).amount == 10_000
+    assert node_cost(node_type="browser", usage={"browser_seconds": 0.0071}, moment=NOW).amount == 2  # 1.18 -> 2
+    # An agent's browser tools count the same way, whatever the node type.
+    cost = node_cost(node_type="agent", usage={"browser_seconds": 30}, moment=NOW)
+    assert (cost.amount, cost.lines) == (5_000, ("30.0 s of browser",))
+    assert node_cost(node_type="browser", usage={}, moment=NOW).amount == 0

@@ -33,9 +33,10 @@ def node_statuses(execution: Execution) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def http_server():
+def http_server(egress_allow):
     from tests.support.http_server import ScriptedHTTPServer
 
     server = ScriptedHTTPServer()
+    egress_allow(server.netloc)  # this server's port only: egress refuses loopback otherwise
     yield server
     server.close()

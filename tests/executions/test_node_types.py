@@ -6,7 +6,7 @@ from apps.agents.models import Agent, Credential
 from apps.executions.models import Execution
 from tests.executions.conftest import node_statuses
 from tests.factories import published, scripted
-from tests.support.http_server import Answer
+from tests.support.http_server import Answer, ScriptedHTTPServer
 
 IN = ("in", "input", {"name": "text"})
 
@@ -133,6 +133,37 @@ def test_http_request_sends_templated_requests_with_a_header_credential(owner, r
         list(execution.node_executions.values_list("inputs", "outputs"))
     )
     assert "token-abcdef123456" not in stored
+
+
+def test_http_request_drops_its_credential_header_when_a_redirect_leaves_the_origin(
+    owner, run, http_server, egress_allow
+):
+    other = ScriptedHTTPServer()  # another port: another origin
+    try:
+        egress_allow(other.netloc)
+        other.route("/landing", Answer(200, {"ok": True}))
+        http_server.route("/start", Answer(302, "", headers={"Location": f"{other.url}/landing?code=abc"}))
+        # A header name no heuristic would call secret: only the node's marking protects it.
+        credential = Credential(owner=owner, name="odd", kind="http_header", header_name="X-Partner")
+        credential.set_secret("partner-value-123456")
+        credential.save()
+        node = ("h", "http_request", {"url": http_server.url + "/start?q={{ x }}", "credential": credential.pk})
+        execution = run(single(owner, node, "x", "body"), {"text": "go"})
+        assert execution.outputs == {"result": {"ok": True}}
+        assert http_server.requests[0]["headers"]["X-Partner"] == "partner-value-123456"
+        assert "X-Partner" not in other.requests[0]["headers"]
+    finally:
+        other.close()
+
+
+def test_http_request_errors_name_the_address_without_path_or_query(owner, run, http_server):
+    http_server.route("/private", Answer(403, "no"))
+    node = ("h", "http_request", {"url": http_server.url + "/private?token={{ x }}"})
+    execution = run(single(owner, node, "x", "body"), {"text": "s3cr3t-token"})
+    assert execution.error_code == "http_status"
+    assert execution.error_message.startswith(f"{http_server.url} answered 403")
+    assert "s3cr3t-token" not in execution.error_message
+    assert "/private" not in execution.error_message
 
 
 def test_http_request_refuses_other_schemes(owner, run):

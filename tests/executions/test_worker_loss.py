@@ -12,6 +12,8 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.billing import services as billing
+from apps.billing.models import CreditTransaction
 from apps.executions import engine, services
 from apps.executions.models import Execution, NodeExecution
 from tests.factories import published, scripted
@@ -90,6 +92,16 @@ def test_a_run_whose_worker_is_killed_completes_once_after_the_reaper(owner):
     assert execution.node_executions.get(node_id="slow", status="succeeded").attempt == 2
     seqs = list(execution.events.values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
+
+    # Exactly one charge per node that finished: the lost attempt paid nothing, the resumed one once.
+    charges = CreditTransaction.objects.filter(execution=execution, kind="usage")
+    charged_nodes = execution.node_executions.exclude(cost=0)
+    assert list(charged_nodes.values_list("node_id", "attempt")) == [("slow", 2)]
+    assert [(row.node_execution_id, row.amount) for row in charges] == [(node.pk, -node.cost) for node in charged_nodes]
+    assert execution.cost == charged_nodes.get().cost > 0
+    assert billing.balance_of(owner) == sum(
+        CreditTransaction.objects.filter(user=owner).values_list("amount", flat=True)
+    )
 
 
 def test_a_run_that_lost_its_worker_too_often_is_failed_not_requeued(owner):

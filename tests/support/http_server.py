@@ -19,7 +19,7 @@ class Answer:
 
 
 class ScriptedHTTPServer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, deque[Answer]] = {}
         self.requests: list[dict] = []
         self.release = threading.Event()  # set by a test to end every delayed answer at once
@@ -52,14 +52,20 @@ class ScriptedHTTPServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
+    def netloc(self) -> str:
+        """`host:port`, the EGRESS_ALLOW entry that lets the egress module reach this server."""
+        host, port = self.httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"http://{self.netloc}"
 
     def route(self, path: str, *answers: Answer) -> None:
         """Answers in order; the last one repeats."""

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from apps.billing.api import views
@@ -9,5 +9,7 @@ router.register("billing/transactions", views.TransactionViewSet, basename="cred
 urlpatterns = [
     path("billing/balance/", views.BalanceView.as_view(), name="billing-balance"),
     path("billing/plan/", views.PlanView.as_view(), name="billing-plan"),
+    path("", include("apps.billing.api.usage_urls")),
+    path("", include("apps.billing.api.payment_urls")),
     *router.urls,
 ]

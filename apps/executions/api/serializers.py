@@ -7,7 +7,8 @@ from drf_spectacular.plumbing import ResolvedComponent, build_choice_field
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.executions.models import Execution, NodeExecution
+from apps.billing.api.serializers import Credits
+from apps.executions.models import Execution, NodeExecution, RunArtifact
 
 # --- input ---------------------------------------------------------------------------
 
@@ -66,9 +67,23 @@ class NamedEnumFieldSchema(OpenApiSerializerFieldExtension):
         return component.ref
 
 
+class RunArtifactOutput(serializers.ModelSerializer):
+    """A file a node made (a browser screenshot); `url` downloads it (its owner only)."""
+
+    kind = NamedEnumField(choices=RunArtifact.Kind.choices, enum_name="RunArtifactKindEnum")
+    url = serializers.CharField(source="get_absolute_url", help_text="The download path in this API.")
+
+    class Meta:
+        model = RunArtifact
+        fields = ["id", "kind", "name", "content_type", "size", "created_at", "url"]
+        read_only_fields = fields
+
+
 class NodeExecutionOutput(serializers.ModelSerializer):
     status = NamedEnumField(choices=NodeExecution.Status.choices, enum_name="NodeExecutionStatusEnum")
     error = serializers.SerializerMethodField()
+    cost = Credits(help_text="Credits this attempt was charged (its ledger row's key is node:<id>).")
+    artifacts = RunArtifactOutput(many=True, read_only=True, help_text="Files this attempt made (screenshots).")
 
     class Meta:
         model = NodeExecution
@@ -84,6 +99,8 @@ class NodeExecutionOutput(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "duration_ms",
+            "cost",
+            "artifacts",
         ]
 
     @extend_schema_field(RunErrorOutput(allow_null=True))
@@ -98,6 +115,7 @@ class ExecutionOutput(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     duration_ms = serializers.IntegerField(allow_null=True, help_text="From start to finish; null until both.")
     retry_of = serializers.UUIDField(source="retry_of_id", allow_null=True, help_text="The run this one retries.")
+    cost = Credits(help_text="Credits charged for the run's nodes so far.")
 
     class Meta:
         model = Execution
@@ -116,6 +134,7 @@ class ExecutionOutput(serializers.ModelSerializer):
             "finished_at",
             "duration_ms",
             "retry_of",
+            "cost",
         ]
         read_only_fields = fields
 

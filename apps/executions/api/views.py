@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -196,6 +198,16 @@ def version_to_run(workflow: Workflow, number: int | None) -> WorkflowVersion:
     return version
 
 
+class FileDownloadNegotiation(BaseContentNegotiation):
+    """A download answers with the file's own type whatever `Accept` asks for; its errors stay JSON."""
+
+    def select_parser(self, request: Request, parsers: list) -> object:
+        return parsers[0]
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
 class ExecutionViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """
     Your runs, newest first. Creating a run and starting, cancelling or retrying one needs the
@@ -216,7 +228,10 @@ class ExecutionViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet)
         )
         if self.action == "retrieve":
             runs = runs.prefetch_related(
-                Prefetch("node_executions", queryset=NodeExecution.objects.order_by("started_at", "pk"))
+                Prefetch(
+                    "node_executions",
+                    queryset=NodeExecution.objects.order_by("started_at", "pk").prefetch_related("artifacts"),
+                )
             )
         return runs
 
@@ -298,8 +313,38 @@ class ExecutionViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet)
     )
     @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def nodes(self, request: Request, pk: str | None = None) -> Response:
-        nodes = self.get_object().node_executions.order_by("started_at", "pk")
+        nodes = self.get_object().node_executions.order_by("started_at", "pk").prefetch_related("artifacts")
         return Response(NodeExecutionOutput(nodes, many=True).data)
+
+    @extend_schema(
+        description=(
+            "Download a file the run made (a browser screenshot): the `url` of an entry in a node attempt's "
+            "`artifacts`. The answer is the file itself, with its own content type. Another user's run, or an "
+            "artifact of another run, is a 404."
+        ),
+        parameters=[OpenApiParameter("artifact_id", int, OpenApiParameter.PATH, description="The artifact's id.")],
+        responses={(200, "image/png"): OpenApiTypes.BINARY},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"artifacts/(?P<artifact_id>[0-9]+)",
+        url_name="artifact",
+        pagination_class=None,
+        filter_backends=[],
+        content_negotiation_class=FileDownloadNegotiation,
+    )
+    def artifact(self, request: Request, pk: str | None = None, artifact_id: str | None = None) -> FileResponse:
+        artifact = self.get_object().artifacts.filter(pk=artifact_id).first()
+        if artifact is None:
+            raise NotFound("No such artifact.")
+        try:
+            file = artifact.file.open("rb")
+        except FileNotFoundError:
+            raise NotFound("The artifact's file is no longer stored.") from None
+        response = FileResponse(file, content_type=artifact.content_type, filename=artifact.name)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
 
 class WorkflowRunViewSet(ApiMixin, viewsets.GenericViewSet):

@@ -1,6 +1,6 @@
 """
-OpenAPI that says what really happens: every operation can answer with the API's error shape,
-and every POST honours `Idempotency-Key`, so the schema lists both (a drf-spectacular
+OpenAPI that says what really happens: every authenticated operation can answer with the API's
+error shape, and every such POST honours `Idempotency-Key`, so the schema lists both (a drf-spectacular
 postprocessing hook, see settings).
 """
 
@@ -58,8 +58,12 @@ def add_error_responses(result: dict, generator: Any, request: Any, public: bool
         for method, operation in path.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            if not operation.get("security"):
+                # Called without credentials (Stripe's webhook): its view declares its own answers,
+                # and none of the API's authentication, throttling or idempotency applies.
+                continue
             answers = {**ALWAYS, **(WRITES if method in {"post", "put", "patch", "delete"} else {})}
-            if method == "post":  # every POST honours it (apps.users.api.base.ApiMixin)
+            if method == "post":  # every authenticated POST honours it (apps.users.api.base.ApiMixin)
                 parameters = operation.setdefault("parameters", [])
                 if not any(parameter.get("name") == "Idempotency-Key" for parameter in parameters):
                     parameters.append(IDEMPOTENCY_KEY)

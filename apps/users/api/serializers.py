@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.users.models import ApiKey, User
+from apps.users.models import ApiKey, Notice, User
 from apps.users.validators import time_zone_names
 
 
@@ -65,3 +65,20 @@ class ApiKeyInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=ApiKey.Scope.choices), allow_empty=False, max_length=3
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class NoticeOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Notice
+        fields = ["id", "kind", "title", "body", "link", "created_at", "read_at"]
+        read_only_fields = fields  # output only: every field is always present
+
+
+class NoticeUnreadCountOutput(serializers.Serializer):
+    unread_count = serializers.IntegerField(help_text="How many of the user's notices are unread.")
+
+
+class NoticesMarkedOutput(serializers.Serializer):
+    marked = serializers.IntegerField(
+        help_text="How many notices this marked read (those already read keep their time)."
+    )

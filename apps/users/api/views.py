@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import django_filters
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -11,8 +14,17 @@ from rest_framework.response import Response
 
 from apps.users import services
 from apps.users.api.base import ApiMixin
-from apps.users.api.serializers import ApiKeyCreatedOutput, ApiKeyInput, ApiKeyOutput, MeInput, MeOutput
-from apps.users.models import ApiKey, User
+from apps.users.api.serializers import (
+    ApiKeyCreatedOutput,
+    ApiKeyInput,
+    ApiKeyOutput,
+    MeInput,
+    MeOutput,
+    NoticeOutput,
+    NoticesMarkedOutput,
+    NoticeUnreadCountOutput,
+)
+from apps.users.models import ApiKey, Notice, User
 
 
 class MeView(ApiMixin, GenericAPIView):
@@ -71,3 +83,53 @@ class ApiKeyViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
         services.api_key_revoke(api_key=api_key)
         api_key.refresh_from_db()
         return Response(ApiKeyOutput(api_key).data)
+
+
+class NoticeFilter(django_filters.FilterSet):
+    # A choice, not a BooleanFilter: that one ignores a value it cannot read and lists everything.
+    unread = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_unread",
+        label="true: only unread notices; false: only read ones.",
+    )
+    kind = django_filters.ChoiceFilter(choices=Notice.Kind.choices)
+
+    class Meta:
+        model = Notice
+        fields = ["unread", "kind"]
+
+    def filter_unread(self, queryset: QuerySet[Notice], name: str, value: str) -> QuerySet[Notice]:
+        return queryset.filter(read_at__isnull=value == "true")
+
+
+class NoticeViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The user's in-app notices (such as a low balance), newest first; reading needs `read`, marking `write`."""
+
+    serializer_class = NoticeOutput
+    queryset = Notice.objects.all()
+    filterset_class = NoticeFilter
+
+    def get_queryset(self):
+        return Notice.objects.visible_to(self.request.user)
+
+    @extend_schema(request=None, responses=NoticeOutput)
+    @action(detail=True, methods=["post"])
+    def read(self, request: Request, pk: str | None = None) -> Response:
+        """Mark one notice read; one already read keeps the time it was first read."""
+        notice = self.get_object()
+        notice.mark_read()
+        return Response(NoticeOutput(notice).data)
+
+    @extend_schema(request=None, responses=NoticesMarkedOutput)
+    @action(detail=False, methods=["post"], url_path="read-all")
+    def read_all(self, request: Request) -> Response:
+        """Mark every unread notice of the user read."""
+        marked = self.get_queryset().mark_read()
+        return Response(NoticesMarkedOutput({"marked": marked}).data)
+
+    @extend_schema(responses=NoticeUnreadCountOutput)
+    @action(detail=False, methods=["get"], url_path="unread-count", filterset_class=None, pagination_class=None)
+    def unread_count(self, request: Request) -> Response:
+        """How many notices are unread: cheap enough to poll for a badge."""
+        count = self.get_queryset().unread().count()
+        return Response(NoticeUnreadCountOutput({"unread_count": count}).data)

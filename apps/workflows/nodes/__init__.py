@@ -2,6 +2,7 @@
 
 from apps.workflows.nodes import (  # noqa: F401 - imported to register
     agent,
+    browser,
     condition,
     http_request,
     input,

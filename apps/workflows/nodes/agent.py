@@ -58,12 +58,16 @@ async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
     messages = final.get("messages", [])
     replies = [message for message in messages if isinstance(message, AIMessage)]
     usage = {
+        "agent_id": config["agent"],
         "provider": runtime.provider,
         "model": runtime.model_name,
         "input_tokens": sum((m.usage_metadata or {}).get("input_tokens", 0) for m in replies),
         "output_tokens": sum((m.usage_metadata or {}).get("output_tokens", 0) for m in replies),
         "tool_calls": sum(1 for message in messages if isinstance(message, ToolMessage)),
     }
+    browsed = context.browser().seconds  # time its browser tools spent, charged per browser-minute
+    if browsed:
+        usage["browser_seconds"] = round(browsed, 3)
     text = replies[-1].text if replies else ""
     return NodeResult(outputs={"text": text, "steps": len(replies)}, usage=usage)
 

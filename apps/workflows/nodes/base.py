@@ -74,6 +74,12 @@ class NodeContext(Protocol):
 
     async def run_subworkflow(self, *, workflow_id: Any, version: int, inputs: dict) -> dict: ...
 
+    def browser(self) -> Any:
+        """The run's browser context in this node's tab (apps.agents.browser.BrowserSession), opened on first use."""
+
+    async def save_artifact(self, *, kind: str, content: bytes, content_type: str, name: str) -> dict:
+        """Store a file the node made (a screenshot) with the run; its id, name, size and URL."""
+
 
 RunFunction = Callable[[NodeContext, dict, dict], Awaitable[NodeResult]]
 PinsFunction = Callable[[dict, "Resolver | None"], tuple[dict, dict]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,11 +53,21 @@ def render(config: dict, inputs: dict) -> tuple[str, dict[str, str], str | None]
     return url, headers, body
 
 
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}"
+
+
 async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
     url, headers, body = render(config, inputs)
+    secret_headers: tuple[str, ...] = ()
     if config.get("credential") is not None:
         name, secret = await context.http_header(config["credential"])
         headers[name] = secret
+        secret_headers = (name,)  # dropped if a redirect leaves the origin
+    # Errors name the address without its path and query, which may carry tokens.
+    where = _where(url)
     try:
         response = await egress.request(
             config.get("method", "GET"),
@@ -65,17 +76,18 @@ async def run(context: NodeContext, config: dict, inputs: dict) -> NodeResult:
             content=body,
             timeout=float(config.get("timeout_seconds", 30)),
             max_bytes=int(config.get("max_response_bytes", 1_000_000)),
+            secret_headers=secret_headers,
         )
     except egress.EgressRefused as exc:
         raise NodeError("egress_refused", str(exc)) from exc
     except httpx.TimeoutException as exc:
-        raise NodeError("http_timeout", f"no answer from {url} in time", transient=True) from exc
+        raise NodeError("http_timeout", f"no answer from {where} in time", transient=True) from exc
     except httpx.HTTPError as exc:
-        raise NodeError("http_unreachable", f"{type(exc).__name__} for {url}", transient=True) from exc
+        raise NodeError("http_unreachable", f"{type(exc).__name__} for {where}", transient=True) from exc
     if response.status == 429 or response.status >= 500:
-        raise NodeError("http_status", f"{url} answered {response.status}", transient=True)
+        raise NodeError("http_status", f"{where} answered {response.status}", transient=True)
     if response.status >= 400 and config.get("fail_on_error", True):
-        raise NodeError("http_status", f"{url} answered {response.status}")
+        raise NodeError("http_status", f"{where} answered {response.status}")
     try:
         parsed = json.loads(response.body) if "json" in response.headers.get("content-type", "") else response.text
     except ValueError:
