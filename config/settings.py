@@ -311,7 +311,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "users:profile"
+LOGIN_REDIRECT_URL = "executions:dashboard"
 
 ACCOUNT_ADAPTER = "apps.users.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email", "username"}

@@ -15,7 +15,10 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", include("apps.executions.urls")),  # `/`: the dashboard, or the sign-in page for visitors
+    path("", include("apps.executions.urls")),  # `/`: the dashboard, runs/
+    path("", include("apps.agents.urls")),  # agents/, credentials/
+    path("workflows/", include("apps.workflows.urls")),
+    path("billing/", include("apps.billing.urls")),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from apps.billing import notices
@@ -341,6 +341,37 @@ def admission_check(*, user: Any, active_runs: Callable[[], int], runs_since: Ca
             "daily_limit", f"The {plan.name} plan starts at most {plan.max_runs_per_day} runs a day."
         )
     return plan
+
+
+def plan_usage(user: Any) -> dict[str, Any] | None:
+    """
+    The user's plan with what is used of its limits, counted as admission counts them (runs queued
+    or running; runs queued since midnight UTC): two queries. None for a user with no plan yet.
+    Runs are read through the user's reverse relation: the ledger does not import the engine.
+    """
+    subscription = Subscription.objects.select_related("plan").filter(user=user).first()
+    if subscription is None:
+        return None
+    plan = subscription.plan
+    day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    used = user.executions.aggregate(
+        concurrent=Count("pk", filter=Q(status__in=("queued", "running"))),
+        today=Count("pk", filter=Q(queued_at__gte=day_start)),
+    )
+    return {
+        "subscription": subscription,
+        "name": plan.name,
+        "period_end": subscription.period_end,
+        "limits": [
+            _limit("concurrent", used["concurrent"], plan.max_concurrent_runs),
+            _limit("today", used["today"], plan.max_runs_per_day),
+        ],
+    }
+
+
+def _limit(kind: str, used: int, limit: int) -> dict[str, Any]:
+    percent = min(100, round(100 * used / limit)) if limit else 100
+    return {"kind": kind, "used": used, "limit": limit, "percent": percent, "full": used >= limit}
 
 
 def run_seconds_allowed(user: Any) -> int:

@@ -114,8 +114,8 @@ def test_checkout_sends_stripe_a_session_for_the_pack_and_credits_nothing_yet(ap
     assert form["metadata[user_id]"] == str(buyer.pk)
     assert form["metadata[pack]"] == "builder"
     assert form["metadata[credits_micro]"] == str(50 * MICRO)
-    assert form["success_url"] == "http://testserver/accounts/profile/?checkout=success"
-    assert form["cancel_url"] == "http://testserver/accounts/profile/?checkout=cancelled"
+    assert form["success_url"] == "http://testserver/billing/?checkout=success"
+    assert form["cancel_url"] == "http://testserver/billing/?checkout=cancelled"
     assert rows(buyer) == []
 
 

@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from tests.support.services import BASE_DIR, ServerProcess, missing_service
+from tests.support.services import BASE_DIR, ServerProcess, missing_service, serve_process, worker_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -61,3 +64,28 @@ def screenshots() -> Path:
     """Where screenshots go; CI keeps them as artifacts."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture
+def server(transactional_db):
+    """The server as deployed would answer: DEBUG off, so a missing page gets the 404 page, not Django's report."""
+    with serve_process(DEBUG="false") as process:
+        yield process
+
+
+@pytest.fixture
+def worker(server: ServerProcess):
+    """On a real broker (Redis in CI) runs wait for a worker process; the embedded server has its own."""
+    if settings.EMBEDDED_WORKER:
+        yield None
+        return
+    with worker_process() as process:
+        yield process
+
+
+@pytest.fixture(autouse=True)
+async def _close_connections_of_the_shared_thread():
+    # The sync_to_async work of these tests runs in one shared thread whose connection would
+    # otherwise still be open when the test database is dropped.
+    yield
+    await sync_to_async(connections.close_all)()

@@ -11,16 +11,15 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
 from django.test import Client
 from playwright.async_api import Page
 
 from apps.executions import services
 from apps.executions.models import Execution, ExecutionEvent
 from tests.factories import UserFactory, published, scripted
-from tests.support.services import ServerProcess, worker_process
+from tests.support.services import ServerProcess
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
 REPLY = "words that arrive a few letters at a time, slowly enough to follow them"
 # About two seconds of streaming: time for a page to connect while the run is still going.
@@ -74,24 +73,6 @@ FOLLOW_MULTIPLEXED = """(dropAtNode) => {
         onStatus: (status) => seen.statuses.push(status),
     });
 }"""
-
-
-@pytest.fixture(autouse=True)
-async def _close_connections_of_the_shared_thread():
-    # The sync_to_async work of these tests runs in one shared thread whose connection would
-    # otherwise still be open when the test database is dropped.
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture(autouse=True)
-def worker(server: ServerProcess):
-    """On a real broker (Redis in CI) runs wait for a worker process; the embedded server has its own."""
-    if settings.EMBEDDED_WORKER:
-        yield None
-        return
-    with worker_process() as process:
-        yield process
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.pages.conftest import run_to_the_end, stored_runs
 
 pytestmark = pytest.mark.django_db
 
-ROW = re.compile(r"<tr>\s*<td data-label=\"Status\">(.*?)</tr>", re.S)
+ROW = re.compile(r"<tr[^>]*>\s*<td data-label=\"Status\">(.*?)</tr>", re.S)
 
 
 def text(html: str) -> str:
@@ -127,13 +127,23 @@ def test_another_users_runs_and_credits_never_show(signed_in: Client, member, pr
 def test_the_header_shows_the_balance_and_the_navigation_marks_the_dashboard(signed_in: Client, member) -> None:
     html = signed_in.get("/").content.decode()
 
-    balance = re.search(r'<span class="balance[^"]*">(.*?)</span>\s*<nav', html, re.S).group(1)
+    balance = re.search(r'<a class="balance[^"]*" href="/billing/">(.*?)</a>\s*<nav', html, re.S).group(1)
     plan = Plan.objects.get(subscriptions__user=member)
     assert text(balance) == f"Credit balance: {credits(plan.monthly_grant)} credits"
     assert '<a class="nav-link" href="/" aria-current="page">Dashboard</a>' in html
-    # Pages still to come are disabled items, never links that 404.
-    assert re.search(r'<span class="nav-link is-disabled" aria-disabled="true" title="Coming soon">Workflows', html)
-    assert 'href="/workflows' not in html
+    # Every item of the main navigation is a page that exists.
+    main_nav = re.search(r'<nav id="main-nav".*?</nav>', html, re.S).group(0)
+    assert re.findall(r'<a class="nav-link" href="([^"]+)"', main_nav) == [
+        "/",
+        "/agents/",
+        "/workflows/",
+        "/runs/",
+        "/credentials/",
+        "/accounts/api-keys/",
+        "/billing/",
+        "/accounts/profile/",
+    ]
+    assert "is-disabled" not in main_nav
 
 
 @pytest.mark.parametrize("count", [2, 14])

@@ -5,22 +5,13 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.agents.models import Agent, Credential
+from apps.agents.validators import holds_nul
 
 
 def refuse_nul_characters(value: Any) -> None:
-    """
-    JSON input may not hold U+0000 in a key or string: PostgreSQL's jsonb cannot store it (a
-    server error otherwise). DRF's CharField checks the same for plain strings.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            pending += item
-        elif isinstance(item, str) and "\x00" in item:
-            raise serializers.ValidationError("Null characters are not allowed.")
+    """JSON input may not hold U+0000; DRF's CharField checks the same for plain strings."""
+    if holds_nul(value):
+        raise serializers.ValidationError("Null characters are not allowed.")
 
 
 # --- credentials ---------------------------------------------------------------------------------

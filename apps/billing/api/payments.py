@@ -132,7 +132,7 @@ class CheckoutView(ApiMixin, APIView):
             raise PaymentsDisabled()
         given = CheckoutInput(data=request.data, context={"request": request})
         given.is_valid(raise_exception=True)
-        back = request.build_absolute_uri(reverse("users:profile"))
+        back = request.build_absolute_uri(reverse("billing:overview"))
         try:
             session = payments.checkout_create(
                 user=request.user,

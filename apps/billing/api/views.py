@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import django_filters
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.generics import GenericAPIView
@@ -64,22 +63,19 @@ class PlanView(ApiMixin, GenericAPIView):
 
     @extend_schema(responses=PlanOutput)
     def get(self, request: Request) -> Response:
-        subscription = Subscription.objects.select_related("plan").filter(user=request.user).first()
-        if subscription is None:
-            subscription = services.subscription_start(user=request.user)
+        usage = services.plan_usage(request.user)
+        if usage is None:
+            services.subscription_start(user=request.user)
+            usage = services.plan_usage(request.user)
+        subscription, (concurrent, today) = usage["subscription"], usage["limits"]
         plan = subscription.plan
-        runs = request.user.executions
-        day_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
         data = {
             "name": plan.name,
             "credits_per_period": plan.monthly_grant,
             "max_run_seconds": plan.max_run_seconds,
             "period_start": subscription.period_start,
             "period_end": subscription.period_end,
-            "concurrent_runs": {
-                "limit": plan.max_concurrent_runs,
-                "used": runs.filter(status__in=("queued", "running")).count(),
-            },
-            "runs_today": {"limit": plan.max_runs_per_day, "used": runs.filter(queued_at__gte=day_start).count()},
+            "concurrent_runs": {"limit": concurrent["limit"], "used": concurrent["used"]},
+            "runs_today": {"limit": today["limit"], "used": today["used"]},
         }
         return Response(PlanOutput(data).data)
