@@ -161,3 +161,18 @@ async def test_a_member_switches_the_dashboard_to_simplified_chinese(
     await expect(page.get_by_role("navigation", name="主导航").get_by_role("link", name="仪表盘")).to_be_visible()
     assert await serious_violations(page) == []
     await page.screenshot(path=screenshots / "dashboard-zh-hans.png", full_page=True)
+
+
+async def test_the_account_pages_pass_axe_at_both_widths(
+    page: Page, server: ServerProcess, member, screenshots: Path
+) -> None:
+    await check_page(page, "/accounts/signup/", "sign-up", screenshots)
+    await check_page(page, "/accounts/password/reset/", "password-reset", screenshots)
+    await sign_in(page, "ada")
+    for path, name in [
+        ("/accounts/profile/", "profile"),
+        ("/accounts/email/", "email"),
+        ("/accounts/password/change/", "password-change"),
+    ]:
+        await check_page(page, path, name, screenshots)
+    await expect(page.get_by_role("heading", name="Change Password")).to_be_visible()
