@@ -233,6 +233,7 @@ def run_page_strings() -> dict[str, Any]:
             "closed": _("Disconnected: reload the page to follow the run."),
         },
         "attempt": _("attempt %(number)s"),
+        "cost": _("Cost"),
         "show_all": _("Show all (%(count)s characters)"),
         "duration": {
             "ms": _("%(ms)d ms"),

@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.users import services
 from apps.users.models import ApiKey, AuditEntry, LoginAttempt, Notice, User
@@ -136,7 +137,7 @@ class NoticeReadFilter(admin.SimpleListFilter):
     parameter_name = "read"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("yes", _("Read")), ("no", _("Unread"))]
+        return [("yes", pgettext_lazy("notice", "Read")), ("no", _("Unread"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Notice]) -> QuerySet[Notice]:
         if self.value() in {"yes", "no"}:

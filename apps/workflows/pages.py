@@ -215,6 +215,12 @@ def builder_strings() -> dict[str, str]:
         "yes": _("Yes"),
         "no": _("No"),
         "none": _("—"),
+        # The palette's groups: the node types' categories.
+        "category_ai": _("AI"),
+        "category_integration": _("Integrations"),
+        "category_io": _("Inputs and outputs"),
+        "category_logic": _("Logic"),
+        "category_text": _("Text"),
     }
 
 

@@ -576,7 +576,7 @@ async function loadPalette() {
     ...Object.entries(groups).map(([category, types]) => h(
       "div",
       { class: "palette-group" },
-      h("h3", { text: category }),
+      h("h3", { text: S[`category_${category}`] || category }),
       h("ul", { class: "palette-list" }, types.map((type) => h(
         "li",
         {},

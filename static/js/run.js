@@ -182,6 +182,7 @@ function setRunStatus(status, event) {
   }
   if (TERMINAL.has(status)) {
     document.getElementById("run-finished").replaceChildren(time(event.created_at, true));
+    document.getElementById("run-cost-label").textContent = strings.cost;
     if (started) {
       document.getElementById("run-duration").textContent = duration(new Date(event.created_at) - new Date(started));
     }

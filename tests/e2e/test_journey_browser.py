@@ -137,6 +137,7 @@ async def run_and_watch(page: Page, workflow_id: int, screenshots: Path) -> str:
     assert len(followed) == len(TIMELINE)
     assert set(followed) == TIMELINE
     await expect(model).to_contain_text(REPLY)
+    await expect(page.locator("#run-cost-label")).to_have_text("Cost")  # no longer "so far"
     await page.screenshot(path=screenshots / "journey-4-run-finished.png", full_page=True)
     await page.reload()  # a fresh load draws the same timeline from the database
     assert await timeline_of(page) == followed
