@@ -232,9 +232,34 @@ function applyDelta({ node_id: nodeId, text }) {
   if (item?.dataset.status === "running") setLlmText(item, text, true);
 }
 
+/**
+ * A stopped run's final status comes first: a node still running then records its own end a
+ * moment later, when its worker notices. After the socket's last event, read the events that
+ * followed it from the API until no node shows as running (a few tries, further apart each time).
+ */
+async function settle() {
+  const url = `/api/v1/executions/${encodeURIComponent(root.dataset.executionId)}/events/`;
+  for (const wait of [250, 500, 1000, 2000, 4000, 8000]) {
+    if (!timeline.querySelector('[data-status="running"]')) return;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    let page = null;
+    try {
+      const answer = await fetch(`${url}?after_seq=${lastSeq}&limit=500`, { credentials: "same-origin" });
+      page = answer.ok ? await answer.json() : null;
+    } catch {
+      page = null;
+    }
+    if (!page) return;
+    page.events.forEach(applyEvent);
+  }
+}
+
 async function follow() {
   root.dataset.lastSeq = root.dataset.afterSeq;
-  if (TERMINAL.has(root.dataset.status)) return setLiveState("finished");
+  if (TERMINAL.has(root.dataset.status)) {
+    setLiveState("finished");
+    return settle();
+  }
   const { RunSocket } = await import(root.dataset.liveModule);
   const socket = new RunSocket(root.dataset.executionId, {
     afterSeq: lastSeq,
@@ -242,7 +267,10 @@ async function follow() {
     onDelta: applyDelta,
     onStatus: (status) => {
       if (status === "open") setLiveState("live");
-      else if (status === "closed") setLiveState(socket.finished ? "finished" : "closed");
+      else if (status === "closed" && socket.finished) {
+        setLiveState("finished");
+        settle();
+      } else if (status === "closed") setLiveState("closed");
       else setLiveState(status);
     },
   });

@@ -180,6 +180,9 @@ async def test_cancel_shows_live_and_retry_lands_on_a_new_run_that_finishes(
     await expect(page.locator("#run-status")).to_have_text("Cancelled")
     await expect(page.locator("#live-state")).to_have_attribute("data-state", "finished")
     await expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+    # The node that was running records its end after the run's final status: the page reads it too.
+    await expect(node(page, "a", "cancelled")).to_have_count(1)
+    await expect(page.locator('#timeline-list > li[data-status="running"]')).to_have_count(0)
     assert await page.evaluate("window.loadedOnce") is True  # no reload: the socket said so
     run, _ = await stored(execution_id)
     assert run.status == "cancelled"
