@@ -180,6 +180,7 @@ def builder_strings() -> dict[str, str]:
     return {
         "saved": _("All changes saved"),
         "unsaved": _("Unsaved changes"),
+        "restored": _("Unsaved changes from your last visit were restored."),
         "saving": _("Saving…"),
         "publishing": _("Publishing…"),
         "not_saved": _("Not saved: fix the problems listed below."),

@@ -33,6 +33,7 @@ const el = {
   save: document.getElementById("builder-save"),
   publish: document.getElementById("builder-publish"),
   announce: document.getElementById("builder-announce"),
+  discard: document.getElementById("builder-discard"),
 };
 
 const state = {
@@ -137,6 +138,7 @@ function markDirty() {
   el.status.dataset.dirty = "true";
   setStatus(S.unsaved, "dirty");
   updateButtons();
+  keepBackup();
 }
 
 function markSaved() {
@@ -144,6 +146,59 @@ function markSaved() {
   el.status.dataset.dirty = "false";
   setStatus(S.saved, "saved");
   updateButtons();
+  dropBackup();
+  el.discard.hidden = true;
+}
+
+// --- unsaved work kept in this browser -------------------------------------------------------
+// A draft the API refuses cannot be saved yet, and a tab can close: until it saves, the work is
+// kept in localStorage with the saved draft it started from, and comes back on the next visit
+// unless that draft has changed since (saved from another tab or through the API).
+
+const BACKUP_KEY = `switchboard:builder:${data.urls.workflow}`;
+let savedDraft = canonical(data.graph);
+
+/** JSON with object keys sorted: the same graph whatever order the database gave its keys. */
+function canonical(value) {
+  const sorted = (item) => {
+    if (Array.isArray(item)) return item.map(sorted);
+    if (item && typeof item === "object") {
+      return Object.fromEntries(Object.keys(item).sort().map((key) => [key, sorted(item[key])]));
+    }
+    return item;
+  };
+  return JSON.stringify(sorted(value));
+}
+
+function keepBackup() {
+  try {
+    localStorage.setItem(BACKUP_KEY, JSON.stringify({ base: savedDraft, graph: graphToSend() }));
+  } catch {
+    // Storage full or disabled: the beforeunload warning still guards the work.
+  }
+}
+
+function dropBackup() {
+  try {
+    localStorage.removeItem(BACKUP_KEY);
+  } catch {
+    // Nothing kept.
+  }
+}
+
+function restoreBackup() {
+  let backup = null;
+  try {
+    backup = JSON.parse(localStorage.getItem(BACKUP_KEY) || "null");
+  } catch {
+    backup = null;
+  }
+  if (!backup?.graph || backup.base !== savedDraft) {
+    dropBackup();
+    return false;
+  }
+  state.graph = normalise(backup.graph);
+  return true;
 }
 
 function updateButtons() {
@@ -820,6 +875,7 @@ async function save() {
   const answer = await request("PATCH", data.urls.workflow, { graph: graphToSend() });
   state.busy = false;
   if (answer.ok) {
+    savedDraft = canonical(answer.data.graph);
     markSaved();
     showProblems({ graph: [], nodes: {} });
     return true;
@@ -839,6 +895,7 @@ async function publish() {
   state.busy = false;
   updateButtons();
   if (answer.ok) {
+    savedDraft = canonical(answer.data.graph);
     markSaved();
     showProblems({ graph: [], nodes: {} });
     setStatus(format(S.published, { number: answer.data.number }), "saved");
@@ -877,7 +934,21 @@ el.save.addEventListener("click", save);
 el.publish.addEventListener("click", publish);
 window.addEventListener("resize", () => renderEdges());
 
-renderCanvas();
-markSaved();
+el.discard.addEventListener("click", () => {
+  state.dirty = false; // no leave-page warning: the saved draft is what comes back
+  dropBackup();
+  window.location.reload();
+});
+
+if (restoreBackup()) {
+  renderCanvas();
+  markDirty();
+  setStatus(S.restored, "dirty");
+  el.discard.hidden = false;
+  refreshPinsSoon();
+} else {
+  renderCanvas();
+  markSaved();
+}
 loadPalette();
 loadVersions();

@@ -230,3 +230,44 @@ async def test_the_builder_works_from_the_keyboard(page: Page, member) -> None:
     await page.reload()
     await expect(node(page, "input_1")).to_be_visible()
     assert await serious_violations(page) == []
+
+
+async def test_unsaved_work_comes_back_on_the_next_visit_unless_the_draft_changed(page: Page, member) -> None:
+    await sign_in(page, "ada")
+    await page.goto("/workflows/new/")
+    await page.get_by_label("Name").fill("Later")
+    await page.get_by_role("button", name="Create and open the builder").click()
+    await expect(page).to_have_url(re.compile(r"/workflows/\d+/$"))
+    builder_url = page.url
+    workflow_id = int(re.search(r"/workflows/(\d+)/$", builder_url).group(1))
+    await page.get_by_role("button", name="Add output node").click()
+    await expect(node(page, "output_1")).to_be_visible()
+    await expect(page.locator("#builder-status")).to_have_text("Unsaved changes")
+
+    # Another visit in this browser (the tab could have closed): the work is back, not saved.
+    later = await page.context.new_page()
+    await later.goto(builder_url)
+    await expect(node(later, "output_1")).to_be_visible()
+    await expect(later.locator("#builder-status")).to_have_text("Unsaved changes from your last visit were restored.")
+    stored = await sync_to_async(Workflow.objects.get)(pk=workflow_id)
+    assert [item["id"] for item in stored.graph["nodes"]] == ["input_1"]
+
+    await later.get_by_role("button", name="Discard unsaved changes").click()
+    await expect(later.locator("#builder-status")).to_have_text("All changes saved")
+    await expect(node(later, "output_1")).to_have_count(0)
+    await expect(later.get_by_role("button", name="Discard unsaved changes")).to_be_hidden()
+
+    # Unsaved work made on a draft that has changed since (saved elsewhere) does not come back.
+    await page.get_by_role("button", name="Add template node").click()
+    await expect(node(page, "template_1")).to_be_visible()
+
+    def saved_elsewhere() -> None:
+        workflow = Workflow.objects.get(pk=workflow_id)
+        workflow.description = "changed"
+        workflow.graph = {**workflow.graph, "nodes": [{**workflow.graph["nodes"][0], "position": {"x": 300, "y": 40}}]}
+        workflow.save()
+
+    await sync_to_async(saved_elsewhere)()
+    await later.goto(builder_url)
+    await expect(later.locator("#builder-status")).to_have_text("All changes saved")
+    await expect(node(later, "template_1")).to_have_count(0)
