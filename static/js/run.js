@@ -94,6 +94,44 @@ function jsonView(value) {
 function showJson(section, value) {
   section.querySelector(".json-value").replaceChildren(jsonView(value));
   section.hidden = false;
+  // Events carry large values shortened: the attempt's row has them whole.
+  const shortened = typeof value === "string" && value.endsWith(SHORTENED);
+  section.dataset.shortened = String(shortened);
+  if (shortened) wholeValuesSoon();
+}
+
+// The marker apps/executions/events.py ends a shortened value with.
+const SHORTENED = "…[truncated]";
+let wholeValuesTimer = null;
+
+function wholeValuesSoon() {
+  window.clearTimeout(wholeValuesTimer);
+  wholeValuesTimer = window.setTimeout(wholeValues, 200);
+}
+
+/** Replace shortened inputs and outputs on the timeline by the attempts' whole values (the nodes API). */
+async function wholeValues() {
+  const url = `/api/v1/executions/${encodeURIComponent(root.dataset.executionId)}/nodes/`;
+  let attempts = null;
+  try {
+    const answer = await fetch(url, { credentials: "same-origin" });
+    attempts = answer.ok ? await answer.json() : null;
+  } catch {
+    attempts = null;
+  }
+  for (const attempt of attempts ?? []) {
+    const item = [...timeline.children].find(
+      (each) => each.dataset.nodeId === attempt.node_id && each.dataset.attempt === String(attempt.attempt),
+    );
+    if (!item) continue;
+    for (const [name, value] of [["inputs", attempt.inputs], ["outputs", attempt.outputs]]) {
+      const section = item.querySelector(`.node-${name}`);
+      if (section.dataset.shortened === "true" && value !== null && value !== undefined) {
+        section.querySelector(".json-value").replaceChildren(jsonView(value));
+        section.dataset.shortened = "false";
+      }
+    }
+  }
 }
 
 // --- the timeline ---------------------------------------------------------------------------

@@ -215,3 +215,32 @@ async def test_the_list_and_a_finished_run_pass_the_page_checks(
     await check_page(page, f"/runs/{execution_id}/", "run", screenshots)
     await page.locator("#timeline-list details.node-inputs").first.locator("summary").click()
     await expect(page.locator("#timeline-list pre.json").first).to_be_visible()
+
+
+async def test_values_too_long_for_an_event_are_shown_whole_without_a_reload(
+    page: Page, server: ServerProcess, workflow_id: int
+) -> None:
+    await sign_in(page, "ada")
+    token = next(c["value"] for c in await page.context.cookies() if c["name"] == settings.CSRF_COOKIE_NAME)
+    headers = {"X-CSRFToken": token}
+    long_text = "start-" + "x" * 6_000 + "-end"  # events carry 4,000 characters of a value
+    created = await page.request.post(
+        "/api/v1/executions/", data={"workflow": workflow_id, "inputs": {"text": long_text}}, headers=headers
+    )
+    assert created.status == 201, await created.text()
+    execution_id = (await created.json())["id"]
+    await page.goto(f"/runs/{execution_id}/")  # open before the run starts: every node is drawn live
+    await expect(page.locator("#live-state")).to_have_text("Live")
+    await page.evaluate("window.loadedOnce = true")
+
+    started = await page.request.post(f"/api/v1/executions/{execution_id}/start/", headers=headers)
+    assert started.status == 200, await started.text()
+
+    outputs = node(page, "in", "succeeded").locator(".node-outputs")
+    await expect(outputs).to_have_count(1, timeout=FIRST_NODE_MS)
+    await expect(outputs).to_have_attribute("data-shortened", "false")  # it was, then the whole value came
+    shown = await outputs.locator(".json-value").text_content()
+    assert "-end" in shown
+    assert "[truncated]" not in shown
+    assert await page.evaluate("window.loadedOnce") is True
+    await watch_run_to_the_end(page)
