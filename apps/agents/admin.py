@@ -135,23 +135,7 @@ class AgentAdmin(admin.ModelAdmin):
 class ToolForm(forms.ModelForm):
     class Meta:
         model = Tool
-        fields = [
-            "owner",
-            "kind",
-            "name",
-            "description",
-            "enabled",
-            "timeout_seconds",
-            "credentials",
-            "headers",
-            "method",
-            "url_template",
-            "input_schema",
-            "transport",
-            "url",
-            "command",
-            "args",
-        ]
+        fields = ["owner", *Tool.SETTINGS]
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -246,6 +246,24 @@ class Tool(models.Model):
         PATCH = "PATCH", "PATCH"
         DELETE = "DELETE", "DELETE"
 
+    # What its owner sets (the admin's form and the API edit the same fields).
+    SETTINGS = (
+        "kind",
+        "name",
+        "description",
+        "enabled",
+        "timeout_seconds",
+        "credentials",
+        "headers",
+        "method",
+        "url_template",
+        "input_schema",
+        "transport",
+        "url",
+        "command",
+        "args",
+    )
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tools")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     name = models.CharField(_("name"), max_length=100)
